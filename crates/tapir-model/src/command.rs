@@ -1,0 +1,116 @@
+//! The call-control commands that clients give, addressed by server-wide ids.
+
+use crate::{CallId, Forward, LineId};
+
+/// What a pickup takes: one ringing call, or whatever rings at a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PickupTarget {
+    Call(CallId),
+    Line(LineId),
+}
+
+/// What a person at a phone, or the world outside the PBX, does. Only providers with the
+/// `SIMULATE` capability (the built-in simulated PBX) carry these out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimAction {
+    /// Lift the handset: answers a ringing call, or gets dial tone.
+    OffHook,
+    /// Put the handset down: ends the line's active call.
+    OnHook,
+    /// Dial digits on the handset (lifting it first when needed).
+    Dial(String),
+    /// Press the hold key: holds the active call.
+    Hold,
+    /// An outside caller with this number calls the line.
+    IncomingCall { from: String, name: Option<String> },
+    /// The far end of the line's active call hangs up.
+    RemoteHangup,
+}
+
+/// One call-control command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    MakeCall {
+        line: LineId,
+        to: String,
+    },
+    Answer {
+        call: CallId,
+    },
+    Drop {
+        call: CallId,
+    },
+    Hold {
+        call: CallId,
+    },
+    Unhold {
+        call: CallId,
+    },
+    /// Swap the active call and a held one; `with` names the held call when the line has more.
+    Swap {
+        call: CallId,
+        with: Option<CallId>,
+    },
+    BlindTransfer {
+        call: CallId,
+        to: String,
+    },
+    /// Put the call on consultation hold and dial `to` (TAPI's setup transfer plus dial).
+    Consult {
+        call: CallId,
+        to: String,
+    },
+    /// Join the held original and its consultation call and leave.
+    CompleteTransfer {
+        call: CallId,
+    },
+    /// Join the held original and its consultation call into a three-party conference.
+    Conference {
+        call: CallId,
+    },
+    /// Deflect a ringing call elsewhere.
+    Redirect {
+        call: CallId,
+        to: String,
+    },
+    /// Take a call that rings elsewhere onto `line`.
+    Pickup {
+        line: LineId,
+        target: PickupTarget,
+    },
+    SetForwards {
+        line: LineId,
+        forwards: Vec<Forward>,
+    },
+    SetDoNotDisturb {
+        line: LineId,
+        enabled: bool,
+    },
+    Simulate {
+        line: LineId,
+        action: SimAction,
+    },
+}
+
+impl Command {
+    /// The wire name of the command.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::MakeCall { .. } => "make_call",
+            Command::Answer { .. } => "answer",
+            Command::Drop { .. } => "drop",
+            Command::Hold { .. } => "hold",
+            Command::Unhold { .. } => "unhold",
+            Command::Swap { .. } => "swap",
+            Command::BlindTransfer { .. } => "transfer",
+            Command::Consult { .. } => "consult",
+            Command::CompleteTransfer { .. } => "complete_transfer",
+            Command::Conference { .. } => "conference",
+            Command::Redirect { .. } => "redirect",
+            Command::Pickup { .. } => "pickup",
+            Command::SetForwards { .. } => "set_forwards",
+            Command::SetDoNotDisturb { .. } => "set_dnd",
+            Command::Simulate { .. } => "simulate",
+        }
+    }
+}
