@@ -73,7 +73,7 @@ bitflags! {
 
 impl Capabilities {
     /// The call features these capabilities allow at most.
-    fn allowed_features(self) -> CallFeatures {
+    pub fn allowed_features(self) -> CallFeatures {
         let mut allowed = CallFeatures::empty();
         let pairs = [
             (Capabilities::ANSWER, CallFeatures::ANSWER),

@@ -1,1 +1,217 @@
-//! placeholder
+//! tapir's SQLite store: what must outlive a restart. The only crate that knows SQL.
+//!
+//! # Layout
+//! - [`Store`]: opens or creates the database, upgrades its schema one step at a time, and
+//!   hands out permanent line ids.
+//!
+//! # Invariants
+//! - A line id is keyed by (instance name, PBX device key), never by position in a list, and
+//!   is never reused: ids come from an `AUTOINCREMENT` key, so a purged id is not handed out
+//!   again.
+//! - Calls are blocking; the core runs them off its async workers.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tapir_model::LineId;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("database error while {context}: {source}")]
+    Sql {
+        context: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("line id space exhausted (id {0} does not fit in 32 bits)")]
+    IdsExhausted(i64),
+    #[error("database schema version {found} is newer than this tapir understands ({supported})")]
+    SchemaTooNew { found: i64, supported: i64 },
+}
+
+/// One device as the store needs to know it.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceIdentity<'a> {
+    pub key: &'a str,
+    pub address: &'a str,
+    pub name: &'a str,
+}
+
+/// Each step upgrades the schema by one version; never edit a step once released.
+const MIGRATIONS: &[&str] = &["CREATE TABLE line_identity (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        instance TEXT NOT NULL,
+        device_key TEXT NOT NULL,
+        address TEXT NOT NULL,
+        name TEXT NOT NULL,
+        UNIQUE (instance, device_key)
+    );"];
+
+/// The open database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sql { context, source }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql("enabling WAL"))?;
+        Store::with_connection(conn)
+    }
+
+    /// A store that lives in memory only, for tests and throw-away runs.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: ":memory:".into(),
+            source,
+        })?;
+        Store::with_connection(conn)
+    }
+
+    fn with_connection(mut conn: Connection) -> Result<Store, StoreError> {
+        migrate(&mut conn)?;
+        Ok(Store { conn })
+    }
+
+    /// The permanent id of each device of `instance`, in the order given, creating ids for
+    /// devices never seen before. Names and addresses are refreshed. One transaction.
+    pub fn line_ids(
+        &mut self,
+        instance: &str,
+        devices: &[DeviceIdentity<'_>],
+    ) -> Result<Vec<LineId>, StoreError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql("starting a transaction"))?;
+        let mut ids = Vec::with_capacity(devices.len());
+        {
+            let mut find = tx
+                .prepare("SELECT id FROM line_identity WHERE instance = ?1 AND device_key = ?2")
+                .map_err(sql("preparing the line lookup"))?;
+            let mut refresh = tx
+                .prepare("UPDATE line_identity SET address = ?2, name = ?3 WHERE id = ?1")
+                .map_err(sql("preparing the line refresh"))?;
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO line_identity (instance, device_key, address, name)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql("preparing the line insert"))?;
+            for device in devices {
+                let existing: Option<i64> = find
+                    .query_row(params![instance, device.key], |row| row.get(0))
+                    .optional()
+                    .map_err(sql("looking up a line"))?;
+                let id = match existing {
+                    Some(id) => {
+                        refresh
+                            .execute(params![id, device.address, device.name])
+                            .map_err(sql("refreshing a line"))?;
+                        id
+                    }
+                    None => {
+                        insert
+                            .execute(params![instance, device.key, device.address, device.name])
+                            .map_err(sql("creating a line id"))?;
+                        tx.last_insert_rowid()
+                    }
+                };
+                ids.push(LineId(
+                    u32::try_from(id).map_err(|_| StoreError::IdsExhausted(id))?,
+                ));
+            }
+        }
+        tx.commit().map_err(sql("committing line ids"))?;
+        Ok(ids)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(sql("reading the schema version"))?;
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported,
+        });
+    }
+    for (step, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction().map_err(sql("starting a migration"))?;
+        tx.execute_batch(migration)
+            .map_err(sql("migrating the schema"))?;
+        tx.pragma_update(None, "user_version", step as i64 + 1)
+            .map_err(sql("recording the schema version"))?;
+        tx.commit().map_err(sql("committing a migration"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev<'a>(key: &'a str) -> DeviceIdentity<'a> {
+        DeviceIdentity {
+            key,
+            address: key,
+            name: "n",
+        }
+    }
+
+    #[test]
+    fn ids_are_stable_across_reopen_and_reordering() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tapir.db");
+        let first = Store::open(&path)
+            .unwrap()
+            .line_ids("pbx", &[dev("201"), dev("202")])
+            .unwrap();
+        let mut store = Store::open(&path).unwrap();
+        let again = store
+            .line_ids("pbx", &[dev("202"), dev("203"), dev("201")])
+            .unwrap();
+        assert_eq!(again[0], first[1]);
+        assert_eq!(again[2], first[0]);
+        assert!(!first.contains(&again[1]), "a new device gets a new id");
+    }
+
+    #[test]
+    fn the_same_key_on_two_instances_gets_two_ids() {
+        let mut store = Store::open_in_memory().unwrap();
+        let a = store.line_ids("a", &[dev("201")]).unwrap();
+        let b = store.line_ids("b", &[dev("201")]).unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tapir.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = Store::open(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+            "{err}"
+        );
+    }
+}

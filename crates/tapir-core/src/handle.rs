@@ -1,0 +1,113 @@
+//! The cloneable way into the engine: queries, commands and subscriptions over channels.
+
+use std::sync::Arc;
+
+use tapir_model::{CallId, Command, ErrorKind, LineId, TapiError};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::view::{CallSnapshot, CommandOutcome, InstanceInfo, LineSnapshot, Sequenced, Snapshot};
+
+/// A request to the owner task; each carries the channel for its one reply.
+#[derive(Debug)]
+pub(crate) enum Request {
+    Execute {
+        command: Command,
+        reply: oneshot::Sender<Result<CommandOutcome, TapiError>>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<Snapshot>,
+    },
+    Line {
+        id: LineId,
+        reply: oneshot::Sender<Option<LineSnapshot>>,
+    },
+    Call {
+        id: CallId,
+        reply: oneshot::Sender<Option<CallSnapshot>>,
+    },
+    Instances {
+        reply: oneshot::Sender<Vec<InstanceInfo>>,
+    },
+    Subscribe {
+        since: Option<u64>,
+        reply: oneshot::Sender<Subscription>,
+    },
+}
+
+/// How a subscription starts: with everything, or with the events the client missed.
+#[derive(Debug)]
+pub enum SubscriptionStart {
+    /// The full state; `events` continues after `snapshot.seq`.
+    Snapshot(Snapshot),
+    /// The events after the sequence number the client gave; `events` continues after them.
+    Replay(Vec<Arc<Sequenced>>),
+}
+
+/// A subscription: its start, then every later event in order.
+#[derive(Debug)]
+pub struct Subscription {
+    pub start: SubscriptionStart,
+    pub events: broadcast::Receiver<Arc<Sequenced>>,
+}
+
+/// The engine has stopped; the server is shutting down.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the engine has stopped")]
+pub struct EngineStopped;
+
+/// A cloneable handle to the running engine.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Request>,
+}
+
+impl EngineHandle {
+    pub(crate) fn new(tx: mpsc::Sender<Request>) -> EngineHandle {
+        EngineHandle { tx }
+    }
+
+    async fn ask<T>(
+        &self,
+        build: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, EngineStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(build(reply))
+            .await
+            .map_err(|_| EngineStopped)?;
+        rx.await.map_err(|_| EngineStopped)
+    }
+
+    /// Carries out a command; completes exactly once.
+    pub async fn execute(&self, command: Command) -> Result<CommandOutcome, TapiError> {
+        match self.ask(|reply| Request::Execute { command, reply }).await {
+            Ok(result) => result,
+            Err(EngineStopped) => Err(TapiError::new(
+                ErrorKind::OperationFailed,
+                "the server is shutting down; the command was not carried out",
+            )),
+        }
+    }
+
+    pub async fn snapshot(&self) -> Result<Snapshot, EngineStopped> {
+        self.ask(|reply| Request::Snapshot { reply }).await
+    }
+
+    pub async fn line(&self, id: LineId) -> Result<Option<LineSnapshot>, EngineStopped> {
+        self.ask(|reply| Request::Line { id, reply }).await
+    }
+
+    pub async fn call(&self, id: CallId) -> Result<Option<CallSnapshot>, EngineStopped> {
+        self.ask(|reply| Request::Call { id, reply }).await
+    }
+
+    pub async fn instances(&self) -> Result<Vec<InstanceInfo>, EngineStopped> {
+        self.ask(|reply| Request::Instances { reply }).await
+    }
+
+    /// Subscribes to events after `since`, or from a fresh snapshot when `since` is `None` or
+    /// no longer buffered.
+    pub async fn subscribe(&self, since: Option<u64>) -> Result<Subscription, EngineStopped> {
+        self.ask(|reply| Request::Subscribe { since, reply }).await
+    }
+}

@@ -1,0 +1,117 @@
+//! What the engine publishes: snapshots of lines and calls, and sequenced events.
+
+use tapir_model::{
+    Call, CallFeatures, CallId, CallInfoChange, InstanceId, Line, LineId, RequestId, Timestamp,
+};
+
+/// A line with the name of the instance it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineSnapshot {
+    pub line: Line,
+    pub instance: String,
+}
+
+/// A call with the actions possible on it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallSnapshot {
+    pub call: Call,
+    pub features: CallFeatures,
+}
+
+/// The state of one instance's PBX link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceStatus {
+    Starting,
+    Up,
+    Down { reason: String },
+    Failed { reason: String },
+}
+
+impl InstanceStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            InstanceStatus::Starting => "starting",
+            InstanceStatus::Up => "up",
+            InstanceStatus::Down { .. } => "down",
+            InstanceStatus::Failed { .. } => "failed",
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            InstanceStatus::Down { reason } | InstanceStatus::Failed { reason } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// One configured PBX connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceInfo {
+    pub id: InstanceId,
+    pub name: String,
+    pub driver: &'static str,
+    pub status: InstanceStatus,
+    pub lines: usize,
+}
+
+/// Everything at one sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The sequence number of the last event included; deltas continue after it.
+    pub seq: u64,
+    pub instances: Vec<InstanceInfo>,
+    pub lines: Vec<LineSnapshot>,
+    pub calls: Vec<CallSnapshot>,
+}
+
+/// One change, as subscribers receive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    LineCreated(LineSnapshot),
+    LineChanged(LineSnapshot),
+    LineRemoved {
+        line: LineId,
+        instance: String,
+    },
+    /// A call appeared; always the first event about a call, carrying its first state.
+    CallNew(CallSnapshot),
+    /// A call changed state; one state per event. `Idle` is the last event about a call.
+    CallState(CallSnapshot),
+    CallInfo {
+        call: CallSnapshot,
+        changed: CallInfoChange,
+    },
+    /// Only the possible actions changed (another call on the line moved).
+    CallFeatures(CallSnapshot),
+    InstanceChanged(InstanceInfo),
+}
+
+impl Event {
+    /// The line the event is about, if any.
+    pub fn line(&self) -> Option<LineId> {
+        match self {
+            Event::LineCreated(l) | Event::LineChanged(l) => Some(l.line.id),
+            Event::LineRemoved { line, .. } => Some(*line),
+            Event::CallNew(c) | Event::CallState(c) | Event::CallFeatures(c) => Some(c.call.line),
+            Event::CallInfo { call, .. } => Some(call.call.line),
+            Event::InstanceChanged(_) => None,
+        }
+    }
+}
+
+/// An event with its place in the one order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sequenced {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub event: Event,
+}
+
+/// What a successful command gives back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandOutcome {
+    pub request: RequestId,
+    /// The call the command created, if it created one.
+    pub call: Option<CallId>,
+}

@@ -1,0 +1,229 @@
+//! Lines, calls, parties, instances, snapshots and events as clients see them.
+
+use serde::{Deserialize, Serialize};
+use tapir_model::{Call, CallFeatures, CallInfoChange, Line, Party};
+use utoipa::ToSchema;
+
+use crate::command::ForwardDto;
+
+/// A party of a call. Both fields are absent when the PBX did not say.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PartyDto {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl From<&Party> for PartyDto {
+    fn from(p: &Party) -> PartyDto {
+        PartyDto {
+            number: p.number.clone(),
+            name: p.name.clone(),
+        }
+    }
+}
+
+impl PartyDto {
+    /// "Name <number>", the number alone, or "-" for people reading a table.
+    pub fn display(&self) -> String {
+        match (&self.name, &self.number) {
+            (Some(name), Some(number)) => format!("{name} <{number}>"),
+            (None, Some(number)) => number.clone(),
+            (Some(name), None) => name.clone(),
+            (None, None) => "-".into(),
+        }
+    }
+}
+
+/// A line: one PBX extension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LineDto {
+    /// Permanent line id: stable across restarts, never reused.
+    pub id: u32,
+    /// The instance (PBX connection) the line belongs to.
+    pub instance: String,
+    /// The extension number.
+    pub address: String,
+    pub name: String,
+    /// `in_service` or `out_of_service`.
+    pub status: String,
+    pub forwards: Vec<ForwardDto>,
+    pub do_not_disturb: bool,
+}
+
+impl LineDto {
+    pub fn new(line: &Line, instance: &str) -> LineDto {
+        LineDto {
+            id: line.id.0,
+            instance: instance.to_owned(),
+            address: line.address.clone(),
+            name: line.name.clone(),
+            status: line.status.as_str().into(),
+            forwards: line.forwards.iter().map(ForwardDto::from).collect(),
+            do_not_disturb: line.do_not_disturb,
+        }
+    }
+}
+
+/// A call appearance on one line, with everything TAPI's `LINECALLINFO` and
+/// `LINECALLSTATUS` carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CallDto {
+    pub id: u64,
+    pub line: u32,
+    /// One of TAPI's 16 call states, lower case: `offering`, `connected`, `disconnected`, ...
+    pub state: String,
+    /// The state's detail: busy, dial tone, offering, connected or disconnect mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// TAPI's `LINECALLSTATE_*` bit.
+    pub state_bits: u32,
+    /// TAPI's mode bit (`dwParam2` of `LINE_CALLSTATE`), 0 when the state has none.
+    pub mode_bits: u32,
+    /// `outbound`, `internal`, `external`, `conference`, `inbound` or `unknown`.
+    pub origin: String,
+    /// `direct`, `transfer`, `forward_busy`, `pickup`, `redirect`, ...
+    pub reason: String,
+    pub caller: PartyDto,
+    pub called: PartyDto,
+    pub connected: PartyDto,
+    pub redirecting: PartyDto,
+    pub redirection: PartyDto,
+    /// The call this one relates to (consultation and original).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related: Option<u64>,
+    /// The conference parent of a conferenced call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conference: Option<u64>,
+    /// The actions possible now, by name.
+    pub features: Vec<String>,
+    /// The same as TAPI `LINECALLFEATURE_*` bits.
+    pub feature_bits: u32,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+    pub state_entered_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_at: Option<u64>,
+}
+
+impl CallDto {
+    pub fn new(call: &Call, features: CallFeatures) -> CallDto {
+        let info = &call.info;
+        CallDto {
+            id: call.id.0,
+            line: call.line.0,
+            state: call.state.name().into(),
+            mode: call.state.mode().map(|(name, _)| name.into()),
+            state_bits: call.state.bit(),
+            mode_bits: call.state.mode().map(|(_, bit)| bit).unwrap_or(0),
+            origin: info.origin.as_str().into(),
+            reason: info.reason.as_str().into(),
+            caller: (&info.caller).into(),
+            called: (&info.called).into(),
+            connected: (&info.connected).into(),
+            redirecting: (&info.redirecting).into(),
+            redirection: (&info.redirection).into(),
+            related: info.related.map(|c| c.0),
+            conference: info.conference.map(|c| c.0),
+            features: features.names().into_iter().map(String::from).collect(),
+            feature_bits: features.bits(),
+            created_at: call.created_at,
+            state_entered_at: call.state_entered_at,
+            connected_at: call.connected_at,
+        }
+    }
+}
+
+/// One configured PBX connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InstanceDto {
+    pub name: String,
+    pub driver: String,
+    /// `starting`, `up`, `down` or `failed`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub lines: usize,
+}
+
+/// Everything at one sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SnapshotDto {
+    /// The last event included; the events that follow have larger numbers.
+    pub seq: u64,
+    pub instances: Vec<InstanceDto>,
+    pub lines: Vec<LineDto>,
+    pub calls: Vec<CallDto>,
+}
+
+/// One change. For a Windows TSP: `call_new` is `LINE_NEWCALL` followed by `LINE_CALLSTATE`
+/// with the call's first state; `call_state` is one `LINE_CALLSTATE`; `call_info` is
+/// `LINE_CALLINFO`; `line_created` and `line_removed` are `LINE_CREATE` and `LINE_REMOVE`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventDto {
+    LineCreated {
+        line: LineDto,
+    },
+    LineChanged {
+        line: LineDto,
+    },
+    LineRemoved {
+        line: u32,
+        instance: String,
+    },
+    CallNew {
+        call: CallDto,
+    },
+    CallState {
+        call: CallDto,
+    },
+    CallInfo {
+        call: CallDto,
+        /// What changed: `caller`, `called`, `connected`, `redirecting`, `redirection`,
+        /// `origin`, `reason`, `related`.
+        changed: Vec<String>,
+        /// The same as TAPI `LINECALLINFOSTATE_*` bits.
+        changed_bits: u32,
+    },
+    CallFeatures {
+        call: CallDto,
+    },
+    InstanceChanged {
+        instance: InstanceDto,
+    },
+}
+
+impl EventDto {
+    pub fn call_info(call: CallDto, changed: CallInfoChange) -> EventDto {
+        EventDto::CallInfo {
+            call,
+            changed: changed.names().into_iter().map(String::from).collect(),
+            changed_bits: changed.bits(),
+        }
+    }
+
+    /// The line the event is about, if any.
+    pub fn line(&self) -> Option<u32> {
+        match self {
+            EventDto::LineCreated { line } | EventDto::LineChanged { line } => Some(line.id),
+            EventDto::LineRemoved { line, .. } => Some(*line),
+            EventDto::CallNew { call }
+            | EventDto::CallState { call }
+            | EventDto::CallInfo { call, .. }
+            | EventDto::CallFeatures { call } => Some(call.line),
+            EventDto::InstanceChanged { .. } => None,
+        }
+    }
+}
+
+/// An event with its sequence number and time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SequencedDto {
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub at: u64,
+    #[serde(flatten)]
+    pub event: EventDto,
+}
