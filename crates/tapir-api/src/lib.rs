@@ -1,1 +1,73 @@
-//! placeholder
+//! tapir's client API: REST and WebSocket over the engine. The only crate that knows HTTP.
+//!
+//! # Layout
+//! - [`router`]: every route, ready for `axum::serve`.
+//! - `rest`: the REST handlers under `/api/v1`.
+//! - `ws`: one WebSocket session: subscription, ordered events, commands and results.
+//! - `convert`: the core's views as wire DTOs.
+//! - `error`: how errors become HTTP responses.
+//! - `openapi`: the OpenAPI document served at `/api/v1/openapi.json`.
+//!
+//! # Invariants
+//! - The API keeps no state of its own: every answer comes from the engine.
+//! - Bad input gets a precise error and never closes a connection or stops the server.
+
+mod convert;
+mod error;
+mod openapi;
+mod rest;
+mod ws;
+
+use axum::Router;
+use axum::routing::{get, post, put};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tapir_core::EngineHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use openapi::openapi_json;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    pub engine: EngineHandle,
+    /// Renders `/metrics`; `None` when no recorder is installed.
+    pub metrics: Option<PrometheusHandle>,
+    /// Ends open WebSocket sessions when the server shuts down.
+    pub shutdown: CancellationToken,
+}
+
+/// Every route of the API.
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/openapi.json", get(rest::openapi))
+        .route("/instances", get(rest::instances))
+        .route("/lines", get(rest::lines))
+        .route("/lines/{id}", get(rest::line))
+        .route("/lines/{id}/calls", post(rest::make_call))
+        .route("/lines/{id}/forwards", put(rest::set_forwards))
+        .route("/lines/{id}/dnd", put(rest::set_dnd))
+        .route("/lines/{id}/pickup", post(rest::pickup_onto_line))
+        .route("/lines/{id}/sim", post(rest::simulate))
+        .route("/calls", get(rest::calls))
+        .route("/calls/{id}", get(rest::call))
+        .route("/calls/{id}/{action}", post(rest::call_action))
+        .route("/ws", get(ws::upgrade))
+        .fallback(rest::not_found);
+    Router::new()
+        .nest(tapir_wire::API_PREFIX, api)
+        .route("/healthz", get(rest::healthz))
+        .route("/metrics", get(rest::metrics))
+        .fallback(rest::not_found)
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets open requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -227,3 +227,62 @@ pub struct SequencedDto {
     #[serde(flatten)]
     pub event: EventDto,
 }
+
+/// The answer to a successful command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CommandResultDto {
+    /// The server's request id (for logs).
+    pub request: u64,
+    /// The call the command created (make call, consult, pickup, conference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<u64>,
+}
+
+/// Body of `POST /lines/{id}/calls`, `.../transfer`, `.../consult` and `.../redirect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DialBody {
+    /// The number to dial: an extension or an outside number.
+    pub to: String,
+}
+
+/// Body of `POST /calls/{id}/swap`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwapBody {
+    /// The held call to swap with, when the line has more than one.
+    #[serde(default)]
+    pub with: Option<u64>,
+}
+
+/// Body of `POST /calls/{id}/pickup`: the line that takes the ringing call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PickupBody {
+    pub line: u32,
+}
+
+/// Body of `POST /lines/{id}/pickup`: what to take onto the line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PickupOntoLineBody {
+    #[serde(default)]
+    pub call: Option<u64>,
+    #[serde(default)]
+    pub from_line: Option<u32>,
+}
+
+/// Body of `PUT /lines/{id}/forwards`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardsBody {
+    /// The complete new list; empty clears forwarding.
+    pub forwards: Vec<ForwardDto>,
+}
+
+/// Body of `PUT /lines/{id}/dnd`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DndBody {
+    pub enabled: bool,
+}

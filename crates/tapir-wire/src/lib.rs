@@ -16,7 +16,10 @@ pub mod error;
 pub mod ws;
 
 pub use command::{CommandDto, ForwardDto, SimActionDto};
-pub use dto::{CallDto, EventDto, InstanceDto, LineDto, PartyDto, SequencedDto, SnapshotDto};
+pub use dto::{
+    CallDto, CommandResultDto, DialBody, DndBody, EventDto, ForwardsBody, InstanceDto, LineDto,
+    PartyDto, PickupBody, PickupOntoLineBody, SequencedDto, SnapshotDto, SwapBody,
+};
 pub use error::ErrorDto;
 pub use ws::{ClientMessage, ServerMessage};
 

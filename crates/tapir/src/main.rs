@@ -1,1 +1,381 @@
-fn main() {}
+//! The `tapir` binary: the server (`tapir serve`) and the command-line client.
+//!
+//! # Layout
+//! - `config`: the config file, and the one place that names drivers.
+//! - `serve`: the daemon: store, engine, providers and API.
+//! - `client`: REST calls to a running server.
+//! - `watch`: the live event stream.
+//! - `output`: tables and JSON lines.
+
+mod client;
+mod config;
+mod output;
+mod serve;
+mod watch;
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use tapir_wire::{CommandResultDto, ForwardDto, PickupOntoLineBody, SimActionDto};
+
+use crate::client::{CallAction, Client, DialAction};
+
+/// tapir: a telephony server that turns PBX extensions into TAPI-style lines and calls.
+#[derive(Debug, Parser)]
+#[command(name = "tapir", version, propagate_version = true)]
+struct Cli {
+    /// The tapir server to talk to.
+    #[arg(long, global = true, env = "TAPIR_SERVER", default_value = client::DEFAULT_SERVER)]
+    server: String,
+    /// Print JSON (one document per line) instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the server (with no config: one simulated PBX with 20 extensions).
+    Serve(serve::ServeArgs),
+    /// Check a config file and explain what is wrong with it.
+    CheckConfig { file: PathBuf },
+    /// List the PBX instances and their link state.
+    Instances,
+    /// List the lines.
+    Lines,
+    /// List the calls.
+    Calls {
+        /// Only calls on this line.
+        #[arg(long)]
+        line: Option<String>,
+    },
+    /// Place a call from LINE (an extension, instance/extension or #id) to NUMBER.
+    Dial { line: String, number: String },
+    /// Answer a ringing call.
+    Answer { call: u64 },
+    /// Drop (hang up) a call; on a ringing call this rejects it.
+    Drop { call: u64 },
+    /// Put a call on hold.
+    Hold { call: u64 },
+    /// Take a call off hold.
+    Unhold { call: u64 },
+    /// Swap the active call and a held call on the same line.
+    Swap {
+        call: u64,
+        /// The other call, when the line has more than one.
+        #[arg(long)]
+        with: Option<u64>,
+    },
+    /// Blind-transfer a call to NUMBER.
+    Transfer { call: u64, number: String },
+    /// Hold a call for transfer and dial NUMBER for a consultation.
+    Consult { call: u64, number: String },
+    /// Complete a consultation transfer (give either call).
+    CompleteTransfer { call: u64 },
+    /// Join a consultation into a three-party conference (give either call).
+    Conference { call: u64 },
+    /// Deflect a ringing call to NUMBER.
+    Redirect { call: u64, number: String },
+    /// Pick up onto LINE a call that rings elsewhere.
+    Pickup {
+        line: String,
+        /// The ringing call.
+        #[arg(long, conflicts_with = "from", required_unless_present = "from")]
+        call: Option<u64>,
+        /// The line where it rings.
+        #[arg(long)]
+        from: Option<String>,
+    },
+    /// Set or clear call forwarding of LINE.
+    Forward {
+        line: String,
+        /// Forward every call to this number.
+        #[arg(long)]
+        always: Option<String>,
+        /// Forward calls when the line is busy.
+        #[arg(long)]
+        busy: Option<String>,
+        /// Forward calls that are not answered.
+        #[arg(long)]
+        no_answer: Option<String>,
+        /// Clear all forwarding.
+        #[arg(long, conflicts_with_all = ["always", "busy", "no_answer"])]
+        off: bool,
+    },
+    /// Turn do-not-disturb of LINE on or off.
+    Dnd { line: String, state: OnOff },
+    /// Print events live, in order; resumes without a gap after a lost connection.
+    Watch {
+        /// Only events of this line (repeatable).
+        #[arg(long)]
+        line: Vec<String>,
+        /// Start after this event sequence number (replays what was missed).
+        #[arg(long)]
+        since: Option<u64>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Play the person at a phone, or the world outside (simulated PBX only).
+    #[command(subcommand)]
+    Sim(SimCmd),
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Subcommand)]
+enum SimCmd {
+    /// Pick up the handset: answers a ringing call, or gets dial tone.
+    #[command(alias = "offhook")]
+    Answer { line: String },
+    /// Put the handset down.
+    #[command(alias = "onhook")]
+    Hangup { line: String },
+    /// Dial digits on the handset.
+    Dial { line: String, digits: String },
+    /// Press the hold key.
+    Hold { line: String },
+    /// An outside caller calls LINE.
+    Call {
+        line: String,
+        /// The caller's number.
+        #[arg(long)]
+        from: String,
+        /// The caller's name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// The far end of the call on LINE hangs up.
+    RemoteHangup { line: String },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let broken_pipe = error
+                .downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe);
+            if broken_pipe {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Cmd::Serve(args) => {
+            init_logging();
+            serve::run(args).await
+        }
+        Cmd::CheckConfig { file } => check_config(&file),
+        command => {
+            let client = Client::new(&cli.server)?;
+            client_command(&client, command, cli.json).await
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .init();
+}
+
+fn check_config(file: &std::path::Path) -> Result<()> {
+    let config = config::Config::load(file)?;
+    output::line(&format!(
+        "{}: OK, {} instance(s)",
+        file.display(),
+        config.instances.len()
+    ))?;
+    for instance in &config.instances {
+        output::line(&format!(
+            "  {} ({}): {}",
+            instance.name,
+            instance.driver.kind(),
+            instance.driver.describe()
+        ))?;
+    }
+    Ok(())
+}
+
+async fn client_command(client: &Client, command: Cmd, json: bool) -> Result<()> {
+    let done = |what: &str, result: CommandResultDto| -> Result<()> {
+        if json {
+            output::json(&result)?
+        } else {
+            output::result(what, &result)?
+        }
+        Ok(())
+    };
+    match command {
+        Cmd::Instances => {
+            let instances = client.instances().await?;
+            if json {
+                output::json(&instances)?
+            } else {
+                output::instances(&instances)?
+            }
+        }
+        Cmd::Lines => {
+            let lines = client.lines().await?;
+            if json {
+                output::json(&lines)?;
+            } else {
+                let calls = client.calls(None).await?;
+                output::lines(&lines, &calls)?;
+            }
+        }
+        Cmd::Calls { line } => {
+            let line = match line {
+                Some(name) => Some(client.resolve_line(&name).await?),
+                None => None,
+            };
+            let calls = client.calls(line).await?;
+            if json {
+                output::json(&calls)?;
+            } else {
+                output::calls(&calls, &client.lines().await?)?;
+            }
+        }
+        Cmd::Dial { line, number } => {
+            let line = client.resolve_line(&line).await?;
+            done("dialling", client.make_call(line, &number).await?)?;
+        }
+        Cmd::Answer { call } => done(
+            "answered",
+            client.call_action(call, CallAction::Answer).await?,
+        )?,
+        Cmd::Drop { call } => done("dropped", client.call_action(call, CallAction::Drop).await?)?,
+        Cmd::Hold { call } => done("held", client.call_action(call, CallAction::Hold).await?)?,
+        Cmd::Unhold { call } => done(
+            "unheld",
+            client.call_action(call, CallAction::Unhold).await?,
+        )?,
+        Cmd::CompleteTransfer { call } => done(
+            "transferred",
+            client
+                .call_action(call, CallAction::CompleteTransfer)
+                .await?,
+        )?,
+        Cmd::Conference { call } => done(
+            "conference",
+            client.call_action(call, CallAction::Conference).await?,
+        )?,
+        Cmd::Swap { call, with } => done("swapped", client.swap(call, with).await?)?,
+        Cmd::Transfer { call, number } => done(
+            "transferred",
+            client
+                .dial_action(call, DialAction::Transfer, &number)
+                .await?,
+        )?,
+        Cmd::Consult { call, number } => done(
+            "consulting",
+            client
+                .dial_action(call, DialAction::Consult, &number)
+                .await?,
+        )?,
+        Cmd::Redirect { call, number } => done(
+            "redirected",
+            client
+                .dial_action(call, DialAction::Redirect, &number)
+                .await?,
+        )?,
+        Cmd::Pickup { line, call, from } => {
+            let line = client.resolve_line(&line).await?;
+            let from_line = match from {
+                Some(name) => Some(client.resolve_line(&name).await?),
+                None => None,
+            };
+            done(
+                "picked up",
+                client
+                    .pickup(line, PickupOntoLineBody { call, from_line })
+                    .await?,
+            )?;
+        }
+        Cmd::Forward {
+            line,
+            always,
+            busy,
+            no_answer,
+            off,
+        } => {
+            let line = client.resolve_line(&line).await?;
+            let forwards: Vec<ForwardDto> = [
+                ("unconditional", always),
+                ("busy", busy),
+                ("no_answer", no_answer),
+            ]
+            .into_iter()
+            .filter_map(|(mode, to)| {
+                to.map(|destination| ForwardDto {
+                    mode: mode.into(),
+                    destination,
+                })
+            })
+            .collect();
+            if forwards.is_empty() && !off {
+                anyhow::bail!("give --always, --busy or --no-answer with a number, or --off");
+            }
+            done("forwarding set", client.set_forwards(line, forwards).await?)?;
+        }
+        Cmd::Dnd { line, state } => {
+            let line = client.resolve_line(&line).await?;
+            done(
+                "do-not-disturb set",
+                client.set_dnd(line, matches!(state, OnOff::On)).await?,
+            )?;
+        }
+        Cmd::Watch { line, since, count } => {
+            let mut lines = Vec::new();
+            for name in &line {
+                lines.push(client.resolve_line(name).await?);
+            }
+            let options = watch::WatchOptions {
+                lines: (!lines.is_empty()).then_some(lines),
+                since,
+                json,
+                count,
+            };
+            watch::run(&client.ws_url(), options).await?;
+        }
+        Cmd::Sim(sim) => {
+            let (line, action, what) = match sim {
+                SimCmd::Answer { line } => (line, SimActionDto::OffHook {}, "handset lifted"),
+                SimCmd::Hangup { line } => (line, SimActionDto::OnHook {}, "handset down"),
+                SimCmd::Dial { line, digits } => (line, SimActionDto::Dial { digits }, "dialled"),
+                SimCmd::Hold { line } => (line, SimActionDto::Hold {}, "hold pressed"),
+                SimCmd::Call { line, from, name } => (
+                    line,
+                    SimActionDto::Incoming { from, name },
+                    "outside call placed",
+                ),
+                SimCmd::RemoteHangup { line } => {
+                    (line, SimActionDto::RemoteHangup {}, "far end hung up")
+                }
+            };
+            let line = client.resolve_line(&line).await?;
+            done(what, client.simulate(line, &action).await?)?;
+        }
+        Cmd::Serve(_) | Cmd::CheckConfig { .. } => unreachable!("handled before connecting"),
+    }
+    Ok(())
+}

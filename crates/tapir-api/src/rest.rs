@@ -1,0 +1,323 @@
+//! The REST handlers under `/api/v1`, plus `/healthz` and `/metrics`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tapir_model::{CallId, LineId};
+use tapir_wire::{
+    CallDto, CommandDto, CommandResultDto, DialBody, DndBody, ErrorDto, ForwardsBody, InstanceDto,
+    LineDto, PickupBody, PickupOntoLineBody, SimActionDto, SwapBody,
+};
+
+use crate::ApiState;
+use crate::convert;
+use crate::error::ApiError;
+
+/// A JSON body parsed strictly, with a 400 that says what is wrong.
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+        parse_body(&bytes).map(JsonBody)
+    }
+}
+
+fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// An empty body, or an empty JSON object, for actions that take no parameters.
+fn parse_optional_body<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_body(bytes)
+    }
+}
+
+fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::BadRequest(format!("invalid {what} id {raw:?}: expected a number")))
+}
+
+async fn run(state: &ApiState, command: CommandDto) -> Result<CommandResultDto, ApiError> {
+    let command = command.into_model()?;
+    let outcome = state.engine.execute(command).await?;
+    Ok(CommandResultDto {
+        request: outcome.request.0,
+        call: outcome.call.map(|c| c.0),
+    })
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The server runs")))]
+pub(crate) async fn healthz(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let instances = state.engine.instances().await?;
+    let body = serde_json::json!({
+        "status": "ok",
+        "instances": instances.iter().map(convert::instance).collect::<Vec<_>>(),
+    });
+    Ok(Json(body).into_response())
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+pub(crate) async fn metrics(State(state): State<ApiState>) -> Response {
+    let text = state
+        .metrics
+        .as_ref()
+        .map(|m| m.render())
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+pub(crate) async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi_json(),
+    )
+        .into_response()
+}
+
+pub(crate) async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no such endpoint: {}", uri.path()))
+}
+
+#[utoipa::path(get, path = "/api/v1/instances", tag = "lines",
+    responses((status = 200, body = [InstanceDto])))]
+pub(crate) async fn instances(
+    State(state): State<ApiState>,
+) -> Result<Json<Vec<InstanceDto>>, ApiError> {
+    let instances = state.engine.instances().await?;
+    Ok(Json(instances.iter().map(convert::instance).collect()))
+}
+
+#[utoipa::path(get, path = "/api/v1/lines", tag = "lines",
+    responses((status = 200, body = [LineDto])))]
+pub(crate) async fn lines(State(state): State<ApiState>) -> Result<Json<Vec<LineDto>>, ApiError> {
+    let snapshot = state.engine.snapshot().await?;
+    Ok(Json(snapshot.lines.iter().map(convert::line).collect()))
+}
+
+#[utoipa::path(get, path = "/api/v1/lines/{id}", tag = "lines",
+    params(("id" = u32, Path, description = "Permanent line id")),
+    responses((status = 200, body = LineDto), (status = 404, body = ErrorDto)))]
+pub(crate) async fn line(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<LineDto>, ApiError> {
+    let id = LineId(parse_id(&id, "line")?);
+    match state.engine.line(id).await? {
+        Some(line) => Ok(Json(convert::line(&line))),
+        None => Err(ApiError::NotFound(format!("no line {id}"))),
+    }
+}
+
+/// Query of `GET /calls`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CallsQuery {
+    /// Only the calls on this line.
+    line: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/calls", tag = "calls", params(CallsQuery),
+    responses((status = 200, body = [CallDto])))]
+pub(crate) async fn calls(
+    State(state): State<ApiState>,
+    query: Result<Query<CallsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<CallDto>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let snapshot = state.engine.snapshot().await?;
+    let calls = snapshot
+        .calls
+        .iter()
+        .filter(|c| query.line.is_none_or(|l| c.call.line.0 == l))
+        .map(convert::call)
+        .collect();
+    Ok(Json(calls))
+}
+
+#[utoipa::path(get, path = "/api/v1/calls/{id}", tag = "calls",
+    params(("id" = u64, Path, description = "Call id")),
+    responses((status = 200, body = CallDto), (status = 404, body = ErrorDto)))]
+pub(crate) async fn call(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<CallDto>, ApiError> {
+    let id = CallId(parse_id(&id, "call")?);
+    match state.engine.call(id).await? {
+        Some(call) => Ok(Json(convert::call(&call))),
+        None => Err(ApiError::NotFound(format!("no call {id}"))),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/lines/{id}/calls", tag = "calls",
+    params(("id" = u32, Path, description = "The line that places the call")),
+    request_body = DialBody,
+    responses((status = 201, body = CommandResultDto, description = "The call was placed"),
+        (status = 404, body = ErrorDto), (status = 409, body = ErrorDto),
+        (status = 422, body = ErrorDto), (status = 504, body = ErrorDto)))]
+pub(crate) async fn make_call(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<DialBody>,
+) -> Result<Response, ApiError> {
+    let line = parse_id(&id, "line")?;
+    let result = run(&state, CommandDto::MakeCall { line, to: body.to }).await?;
+    let location = result
+        .call
+        .map(|c| format!("{}/calls/{c}", tapir_wire::API_PREFIX));
+    let mut response = (StatusCode::CREATED, Json(result)).into_response();
+    if let Some(location) = location.and_then(|l| l.parse().ok()) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `POST /calls/{id}/{action}`: answer, drop, hold, unhold, swap, transfer, consult,
+/// complete-transfer, conference, redirect, pickup.
+#[utoipa::path(post, path = "/api/v1/calls/{id}/{action}", tag = "calls",
+    params(("id" = u64, Path, description = "Call id"),
+        ("action" = String, Path, description = "answer, drop, hold, unhold, swap, transfer, \
+         consult, complete-transfer, conference, redirect or pickup")),
+    request_body(content = DialBody, description = "`{\"to\"}` for transfer, consult and \
+        redirect; `{\"with\"}` (optional) for swap; `{\"line\"}` for pickup; none otherwise"),
+    responses((status = 200, body = CommandResultDto), (status = 404, body = ErrorDto),
+        (status = 409, body = ErrorDto), (status = 422, body = ErrorDto),
+        (status = 501, body = ErrorDto), (status = 504, body = ErrorDto)))]
+pub(crate) async fn call_action(
+    State(state): State<ApiState>,
+    Path((id, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<CommandResultDto>, ApiError> {
+    let call: u64 = parse_id(&id, "call")?;
+    let none = |bytes: &[u8]| parse_optional_body::<NoBody>(bytes).map(|_| ());
+    let command = match action.replace('_', "-").as_str() {
+        "answer" => none(&body).map(|_| CommandDto::Answer { call })?,
+        "drop" => none(&body).map(|_| CommandDto::Drop { call })?,
+        "hold" => none(&body).map(|_| CommandDto::Hold { call })?,
+        "unhold" => none(&body).map(|_| CommandDto::Unhold { call })?,
+        "complete-transfer" => none(&body).map(|_| CommandDto::CompleteTransfer { call })?,
+        "conference" => none(&body).map(|_| CommandDto::Conference { call })?,
+        "swap" => {
+            let SwapBody { with } = parse_optional_body(&body)?;
+            CommandDto::Swap { call, with }
+        }
+        "transfer" => CommandDto::Transfer {
+            call,
+            to: parse_body::<DialBody>(&body)?.to,
+        },
+        "consult" => CommandDto::Consult {
+            call,
+            to: parse_body::<DialBody>(&body)?.to,
+        },
+        "redirect" => CommandDto::Redirect {
+            call,
+            to: parse_body::<DialBody>(&body)?.to,
+        },
+        "pickup" => {
+            let PickupBody { line } = parse_body(&body)?;
+            CommandDto::Pickup {
+                line,
+                call: Some(call),
+                from_line: None,
+            }
+        }
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "unknown call action {other:?}; use answer, drop, hold, unhold, swap, transfer, \
+                 consult, complete-transfer, conference, redirect or pickup"
+            )));
+        }
+    };
+    Ok(Json(run(&state, command).await?))
+}
+
+/// An action body that must be empty or `{}`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoBody {}
+
+#[utoipa::path(put, path = "/api/v1/lines/{id}/forwards", tag = "lines",
+    params(("id" = u32, Path)), request_body = ForwardsBody,
+    responses((status = 200, body = CommandResultDto), (status = 404, body = ErrorDto),
+        (status = 422, body = ErrorDto)))]
+pub(crate) async fn set_forwards(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ForwardsBody>,
+) -> Result<Json<CommandResultDto>, ApiError> {
+    let line = parse_id(&id, "line")?;
+    Ok(Json(
+        run(
+            &state,
+            CommandDto::SetForwards {
+                line,
+                forwards: body.forwards,
+            },
+        )
+        .await?,
+    ))
+}
+
+#[utoipa::path(put, path = "/api/v1/lines/{id}/dnd", tag = "lines",
+    params(("id" = u32, Path)), request_body = DndBody,
+    responses((status = 200, body = CommandResultDto), (status = 404, body = ErrorDto)))]
+pub(crate) async fn set_dnd(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<DndBody>,
+) -> Result<Json<CommandResultDto>, ApiError> {
+    let line = parse_id(&id, "line")?;
+    Ok(Json(
+        run(
+            &state,
+            CommandDto::SetDnd {
+                line,
+                enabled: body.enabled,
+            },
+        )
+        .await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/lines/{id}/pickup", tag = "calls",
+    params(("id" = u32, Path, description = "The line that takes the call")),
+    request_body = PickupOntoLineBody,
+    responses((status = 200, body = CommandResultDto), (status = 409, body = ErrorDto)))]
+pub(crate) async fn pickup_onto_line(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<PickupOntoLineBody>,
+) -> Result<Json<CommandResultDto>, ApiError> {
+    let line = parse_id(&id, "line")?;
+    let command = CommandDto::Pickup {
+        line,
+        call: body.call,
+        from_line: body.from_line,
+    };
+    Ok(Json(run(&state, command).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/lines/{id}/sim", tag = "simulator",
+    params(("id" = u32, Path)), request_body = SimActionDto,
+    responses((status = 200, body = CommandResultDto), (status = 501, body = ErrorDto)))]
+pub(crate) async fn simulate(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    JsonBody(action): JsonBody<SimActionDto>,
+) -> Result<Json<CommandResultDto>, ApiError> {
+    let line = parse_id(&id, "line")?;
+    Ok(Json(run(&state, CommandDto::sim(line, action)).await?))
+}

@@ -1,0 +1,275 @@
+//! The CLI's connection to a tapir server: REST for queries and commands, the WebSocket for
+//! `watch`.
+
+use reqwest::StatusCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tapir_wire::{
+    CallDto, CommandResultDto, DialBody, DndBody, ErrorDto, ForwardDto, ForwardsBody, InstanceDto,
+    LineDto, PickupOntoLineBody, SimActionDto, SwapBody,
+};
+
+/// The server address used when none is given.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:5380";
+
+/// Why a request to the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("{0}")]
+    Server(ErrorDto),
+    #[error(
+        "cannot reach the tapir server at {server}: {reason} (is `tapir serve` running? \
+             set --server or TAPIR_SERVER)"
+    )]
+    Unreachable { server: String, reason: String },
+    #[error("unexpected answer from the server ({status}): {body}")]
+    Unexpected { status: StatusCode, body: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// A call action without parameters.
+#[derive(Debug, Clone, Copy)]
+pub enum CallAction {
+    Answer,
+    Drop,
+    Hold,
+    Unhold,
+    CompleteTransfer,
+    Conference,
+}
+
+impl CallAction {
+    fn path(self) -> &'static str {
+        match self {
+            CallAction::Answer => "answer",
+            CallAction::Drop => "drop",
+            CallAction::Hold => "hold",
+            CallAction::Unhold => "unhold",
+            CallAction::CompleteTransfer => "complete-transfer",
+            CallAction::Conference => "conference",
+        }
+    }
+}
+
+/// A call action that dials a number.
+#[derive(Debug, Clone, Copy)]
+pub enum DialAction {
+    Transfer,
+    Consult,
+    Redirect,
+}
+
+impl DialAction {
+    fn path(self) -> &'static str {
+        match self {
+            DialAction::Transfer => "transfer",
+            DialAction::Consult => "consult",
+            DialAction::Redirect => "redirect",
+        }
+    }
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    pub fn new(server: &str) -> Result<Client, ClientError> {
+        let base = server.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::Usage(format!(
+                "--server must be an http:// or https:// URL, not {server:?}"
+            )));
+        }
+        Ok(Client {
+            http: reqwest::Client::new(),
+            base,
+        })
+    }
+
+    /// The WebSocket URL of the server.
+    pub fn ws_url(&self) -> String {
+        let rest = self.base.strip_prefix("http").unwrap_or(&self.base);
+        format!("ws{rest}{}/ws", tapir_wire::API_PREFIX)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}{path}", self.base, tapir_wire::API_PREFIX)
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let response = request.send().await.map_err(|e| ClientError::Unreachable {
+            server: self.base.clone(),
+            reason: e.without_url().to_string(),
+        })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                server: self.base.clone(),
+                reason: e.to_string(),
+            })?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|_| ClientError::Unexpected {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        match serde_json::from_slice::<ErrorDto>(&body) {
+            Ok(error) => Err(ClientError::Server(error)),
+            Err(_) => Err(ClientError::Unexpected {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            }),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.send(self.http.put(self.url(path)).json(body)).await
+    }
+
+    pub async fn instances(&self) -> Result<Vec<InstanceDto>, ClientError> {
+        self.get("/instances").await
+    }
+
+    pub async fn lines(&self) -> Result<Vec<LineDto>, ClientError> {
+        self.get("/lines").await
+    }
+
+    pub async fn calls(&self, line: Option<u32>) -> Result<Vec<CallDto>, ClientError> {
+        match line {
+            Some(line) => self.get(&format!("/calls?line={line}")).await,
+            None => self.get("/calls").await,
+        }
+    }
+
+    /// The id of the line a user names: an extension (`201`), `instance/extension`
+    /// (`office/201`), or a permanent id written `#7`.
+    pub async fn resolve_line(&self, name: &str) -> Result<u32, ClientError> {
+        if let Some(id) = name.strip_prefix('#') {
+            return id
+                .parse()
+                .map_err(|_| ClientError::Usage(format!("invalid line id {name:?}")));
+        }
+        let lines = self.lines().await?;
+        let (instance, address) = match name.split_once('/') {
+            Some((instance, address)) => (Some(instance), address),
+            None => (None, name),
+        };
+        let matches: Vec<&LineDto> = lines
+            .iter()
+            .filter(|l| l.address == address && instance.is_none_or(|i| i == l.instance))
+            .collect();
+        match matches.as_slice() {
+            [line] => Ok(line.id),
+            [] => Err(ClientError::Usage(format!(
+                "no line {name:?}; `tapir lines` lists them (use an extension, \
+                 instance/extension or #id)"
+            ))),
+            several => Err(ClientError::Usage(format!(
+                "{name:?} names {} lines ({}); write instance/extension or #id",
+                several.len(),
+                several
+                    .iter()
+                    .map(|l| format!("{}/{} = #{}", l.instance, l.address, l.id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    pub async fn make_call(&self, line: u32, to: &str) -> Result<CommandResultDto, ClientError> {
+        self.post(&format!("/lines/{line}/calls"), &DialBody { to: to.into() })
+            .await
+    }
+
+    pub async fn call_action(
+        &self,
+        call: u64,
+        action: CallAction,
+    ) -> Result<CommandResultDto, ClientError> {
+        self.post(
+            &format!("/calls/{call}/{}", action.path()),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    pub async fn dial_action(
+        &self,
+        call: u64,
+        action: DialAction,
+        to: &str,
+    ) -> Result<CommandResultDto, ClientError> {
+        self.post(
+            &format!("/calls/{call}/{}", action.path()),
+            &DialBody { to: to.into() },
+        )
+        .await
+    }
+
+    pub async fn swap(
+        &self,
+        call: u64,
+        with: Option<u64>,
+    ) -> Result<CommandResultDto, ClientError> {
+        self.post(&format!("/calls/{call}/swap"), &SwapBody { with })
+            .await
+    }
+
+    pub async fn pickup(
+        &self,
+        line: u32,
+        body: PickupOntoLineBody,
+    ) -> Result<CommandResultDto, ClientError> {
+        self.post(&format!("/lines/{line}/pickup"), &body).await
+    }
+
+    pub async fn set_forwards(
+        &self,
+        line: u32,
+        forwards: Vec<ForwardDto>,
+    ) -> Result<CommandResultDto, ClientError> {
+        self.put(
+            &format!("/lines/{line}/forwards"),
+            &ForwardsBody { forwards },
+        )
+        .await
+    }
+
+    pub async fn set_dnd(&self, line: u32, enabled: bool) -> Result<CommandResultDto, ClientError> {
+        self.put(&format!("/lines/{line}/dnd"), &DndBody { enabled })
+            .await
+    }
+
+    pub async fn simulate(
+        &self,
+        line: u32,
+        action: &SimActionDto,
+    ) -> Result<CommandResultDto, ClientError> {
+        self.post(&format!("/lines/{line}/sim"), action).await
+    }
+}

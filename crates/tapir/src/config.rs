@@ -1,0 +1,261 @@
+//! The config file: the server's settings and the PBX instances it serves.
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:5380"
+//!
+//! [[instances]]
+//! name = "office"
+//! [instances.driver]
+//! type = "sim"
+//! extensions = 50
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tapir_driver_sim::{SimConfig, SimProvider};
+use tapir_provider::{Provider, ProviderError};
+
+/// The default API address: loopback only, so a fresh install exposes nothing.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5380";
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub instances: Vec<InstanceConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    /// How long a command may wait for the PBX before it completes as `outcome_unknown`.
+    pub command_timeout_ms: Option<u64>,
+}
+
+/// One `[[instances]]` entry: a PBX connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceConfig {
+    pub name: String,
+    pub driver: DriverConfig,
+}
+
+/// `[instances.driver]`: which driver, and its own settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DriverConfig {
+    /// The built-in simulated PBX.
+    Sim(SimConfig),
+}
+
+/// Why a config cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path}: instance {name:?}: {source}")]
+    Driver {
+        path: String,
+        name: String,
+        source: ProviderError,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Config {
+    /// The embedded default: one simulated PBX with 20 extensions.
+    pub fn embedded_default() -> Config {
+        Config {
+            server: ServerConfig::default(),
+            instances: vec![InstanceConfig {
+                name: "sim".into(),
+                driver: DriverConfig::Sim(SimConfig::default()),
+            }],
+        }
+    }
+
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.into(),
+            source: Box::new(e),
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: origin.into(),
+            message,
+        };
+        if self.instances.is_empty() {
+            return Err(invalid(
+                "no [[instances]]: tapir needs at least one PBX instance".into(),
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (index, instance) in self.instances.iter().enumerate() {
+            let name = instance.name.trim();
+            if name.is_empty() || name.contains('/') {
+                return Err(invalid(format!(
+                    "instances[{index}].name {:?} must be non-empty and contain no '/'",
+                    instance.name
+                )));
+            }
+            if !names.insert(name) {
+                return Err(invalid(format!(
+                    "instances[{index}].name {name:?} is used twice; instance names are unique"
+                )));
+            }
+            instance
+                .driver
+                .validate()
+                .map_err(|source| ConfigError::Driver {
+                    path: origin.into(),
+                    name: instance.name.clone(),
+                    source,
+                })?;
+        }
+        if self.server.command_timeout_ms == Some(0) {
+            return Err(invalid(
+                "server.command_timeout_ms must be greater than 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl DriverConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DriverConfig::Sim(_) => "sim",
+        }
+    }
+
+    fn validate(&self) -> Result<(), ProviderError> {
+        match self {
+            DriverConfig::Sim(sim) => sim.validate(),
+        }
+    }
+
+    /// The provider for this driver: the one place that names drivers.
+    pub fn build(&self) -> Result<Box<dyn Provider>, ProviderError> {
+        match self {
+            DriverConfig::Sim(sim) => Ok(Box::new(SimProvider::new(sim.clone())?)),
+        }
+    }
+
+    /// One line for people: what this instance is.
+    pub fn describe(&self) -> String {
+        match self {
+            DriverConfig::Sim(sim) => format!(
+                "simulated PBX, {} extensions from {}",
+                sim.extensions, sim.first_extension
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_config_parses() {
+        let config = Config::parse(
+            r#"
+            [server]
+            listen = "127.0.0.1:9999"
+            command_timeout_ms = 2000
+
+            [[instances]]
+            name = "office"
+            [instances.driver]
+            type = "sim"
+            extensions = 5
+            first_extension = 100
+            "#,
+            "test.toml",
+        )
+        .unwrap();
+        assert_eq!(config.instances.len(), 1);
+        assert_eq!(
+            config.instances[0].driver.describe(),
+            "simulated PBX, 5 extensions from 100"
+        );
+        assert_eq!(config.server.listen, "127.0.0.1:9999".parse().ok());
+    }
+
+    fn error_of(text: &str) -> String {
+        Config::parse(text, "test.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_point_at_the_bad_key() {
+        let unknown_top = error_of("[sever]\nlisten = \"127.0.0.1:1\"\n");
+        assert!(
+            unknown_top.contains("sever") && unknown_top.contains("line 1"),
+            "{unknown_top}"
+        );
+
+        let unknown_driver_key = error_of(
+            "[[instances]]\nname = \"a\"\n[instances.driver]\ntype = \"sim\"\nextensionz = 3\n",
+        );
+        assert!(
+            unknown_driver_key.contains("extensionz"),
+            "{unknown_driver_key}"
+        );
+
+        let unknown_driver =
+            error_of("[[instances]]\nname = \"a\"\n[instances.driver]\ntype = \"pbx9000\"\n");
+        assert!(unknown_driver.contains("pbx9000"), "{unknown_driver}");
+
+        let bad_listen = error_of("[server]\nlisten = \"localhost\"\n");
+        assert!(
+            bad_listen.contains("listen") || bad_listen.contains("line 2"),
+            "{bad_listen}"
+        );
+    }
+
+    #[test]
+    fn semantic_errors_are_named() {
+        let dup = error_of(
+            "[[instances]]\nname = \"a\"\n[instances.driver]\ntype = \"sim\"\n\
+             [[instances]]\nname = \"a\"\n[instances.driver]\ntype = \"sim\"\n",
+        );
+        assert!(dup.contains("\"a\" is used twice"), "{dup}");
+        assert!(error_of("").contains("at least one PBX instance"));
+        let zero = error_of(
+            "[[instances]]\nname = \"a\"\n[instances.driver]\ntype = \"sim\"\nextensions = 0\n",
+        );
+        assert!(zero.contains("instance \"a\""), "{zero}");
+    }
+}

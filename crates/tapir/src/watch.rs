@@ -1,0 +1,113 @@
+//! `tapir watch`: prints events live, resuming after a lost connection without a gap.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use futures_util::{SinkExt, StreamExt};
+use tapir_wire::{ClientMessage, ServerMessage};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::output;
+
+pub struct WatchOptions {
+    pub lines: Option<Vec<u32>>,
+    pub since: Option<u64>,
+    pub json: bool,
+    /// Stop after this many events.
+    pub count: Option<u64>,
+}
+
+/// Why one connection ended.
+enum Ended {
+    /// Enough events were printed.
+    Done,
+    /// The connection dropped; resume after the last event seen.
+    Lost(String),
+}
+
+pub async fn run(ws_url: &str, options: WatchOptions) -> Result<()> {
+    let mut since = options.since;
+    let mut printed = 0u64;
+    let mut failures = 0u32;
+    loop {
+        match watch_once(ws_url, &options, &mut since, &mut printed).await {
+            Ok(Ended::Done) => return Ok(()),
+            Ok(Ended::Lost(reason)) => {
+                failures = 0;
+                eprintln!(
+                    "connection lost ({reason}); resuming after event {}",
+                    since.unwrap_or(0)
+                );
+            }
+            Err(error) => {
+                failures += 1;
+                if failures == 1 && since.is_none() {
+                    bail!("cannot watch {ws_url}: {error}");
+                }
+                eprintln!("cannot reconnect ({error}); retrying");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500 * u64::from(failures.min(10)))).await;
+    }
+}
+
+async fn watch_once(
+    ws_url: &str,
+    options: &WatchOptions,
+    since: &mut Option<u64>,
+    printed: &mut u64,
+) -> Result<Ended> {
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await?;
+    let subscribe = ClientMessage::Subscribe {
+        since: *since,
+        lines: options.lines.clone(),
+    };
+    socket
+        .send(Message::Text(serde_json::to_string(&subscribe)?.into()))
+        .await?;
+    while let Some(message) = socket.next().await {
+        let text = match message {
+            Ok(Message::Text(text)) => text,
+            Ok(Message::Close(_)) => return Ok(Ended::Lost("server closed the connection".into())),
+            Ok(_) => continue,
+            Err(error) => return Ok(Ended::Lost(error.to_string())),
+        };
+        let message: ServerMessage = match serde_json::from_str(&text) {
+            Ok(message) => message,
+            Err(error) => {
+                eprintln!("unreadable message from the server ({error}): {text}");
+                continue;
+            }
+        };
+        match &message {
+            ServerMessage::Snapshot(snapshot) => {
+                *since = Some(snapshot.seq);
+                if options.json {
+                    output::json(&message)?;
+                } else {
+                    output::line(&format!(
+                        "watching {} lines with {} calls (at event {})",
+                        snapshot.lines.len(),
+                        snapshot.calls.len(),
+                        snapshot.seq
+                    ))?;
+                }
+            }
+            ServerMessage::Event(event) => {
+                *since = Some(event.seq);
+                if options.json {
+                    output::json(&message)?;
+                } else {
+                    output::line(&output::event(event))?;
+                }
+                *printed += 1;
+                if options.count.is_some_and(|count| *printed >= count) {
+                    return Ok(Ended::Done);
+                }
+            }
+            ServerMessage::Error { error } => eprintln!("server: {error}"),
+            ServerMessage::Result { .. } => {}
+        }
+    }
+    Ok(Ended::Lost("connection closed".into()))
+}
