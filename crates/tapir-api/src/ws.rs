@@ -169,7 +169,7 @@ impl Session {
             _ => true,
         };
         if wanted {
-            self.send(&ServerMessage::Event(convert::sequenced(event)))
+            self.send(&ServerMessage::Event(Box::new(convert::sequenced(event))))
                 .await?;
         }
         Ok(())

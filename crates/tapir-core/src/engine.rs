@@ -378,7 +378,7 @@ impl Owner {
             ProviderEvent::Call(report) => {
                 let capabilities = self.capabilities(id);
                 self.tables
-                    .apply_report(id, capabilities, report, now, &mut events);
+                    .apply_report(id, capabilities, *report, now, &mut events);
             }
             ProviderEvent::Completed { request, outcome } => self.complete(id, request, outcome),
         }

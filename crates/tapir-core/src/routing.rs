@@ -178,11 +178,8 @@ impl<I: InstanceLookup> Router<'_, I> {
             return Ok(());
         }
         let action = feature.names().first().copied().unwrap_or("this action");
-        let all = tapir_model::call_features(
-            call,
-            self.tables.line_mates(call).into_iter(),
-            Capabilities::all(),
-        );
+        let all =
+            tapir_model::call_features(call, self.tables.line_mates(call), Capabilities::all());
         if all.contains(feature) && !capabilities.allowed_features().contains(feature) {
             return Err(TapiError::new(
                 ErrorKind::OperationUnavailable,

@@ -372,11 +372,7 @@ impl Tables {
 
     fn features_of(&self, id: CallId, capabilities: Capabilities) -> CallFeatures {
         match self.calls.get(&id) {
-            Some(entry) => call_features(
-                &entry.call,
-                self.line_mates(&entry.call).into_iter(),
-                capabilities,
-            ),
+            Some(entry) => call_features(&entry.call, self.line_mates(&entry.call), capabilities),
             None => CallFeatures::empty(),
         }
     }

@@ -103,7 +103,8 @@ pub enum ProviderEvent {
     DeviceAdded(Device),
     DeviceRemoved(DeviceKey),
     DeviceStatus(DeviceStatus),
-    Call(CallReport),
+    /// Boxed: a report is much larger than the other events.
+    Call(Box<CallReport>),
     /// The one answer to a request.
     Completed {
         request: RequestId,

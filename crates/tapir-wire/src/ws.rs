@@ -86,7 +86,8 @@ impl ClientMessage {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     Snapshot(SnapshotDto),
-    Event(SequencedDto),
+    /// Boxed: an event is much larger than the other messages.
+    Event(Box<SequencedDto>),
     Result {
         id: String,
         ok: bool,
