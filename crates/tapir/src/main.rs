@@ -116,7 +116,7 @@ enum Cmd {
         /// Start after this event sequence number (replays what was missed).
         #[arg(long)]
         since: Option<u64>,
-        /// Stop after this many events.
+        /// Stop after this many events (0: print the current snapshot and stop).
         #[arg(long)]
         count: Option<u64>,
     },

@@ -101,12 +101,12 @@ async fn watch_once(
                     output::line(&output::event(event))?;
                 }
                 *printed += 1;
-                if options.count.is_some_and(|count| *printed >= count) {
-                    return Ok(Ended::Done);
-                }
             }
             ServerMessage::Error { error } => eprintln!("server: {error}"),
             ServerMessage::Result { .. } => {}
+        }
+        if options.count.is_some_and(|count| *printed >= count) {
+            return Ok(Ended::Done);
         }
     }
     Ok(Ended::Lost("connection closed".into()))
