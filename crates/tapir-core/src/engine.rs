@@ -88,6 +88,8 @@ impl Engine {
             next_request: 0,
             tasks: JoinSet::new(),
             providers_shutdown: shutdown.child_token(),
+            settled: BTreeSet::new(),
+            settle_waiters: Vec::new(),
         };
         for (index, spec) in instances.into_iter().enumerate() {
             owner.start_instance(InstanceId(index as u32 + 1), spec, inbound_tx.clone());
@@ -156,6 +158,9 @@ struct Owner {
     next_request: u64,
     tasks: JoinSet<()>,
     providers_shutdown: CancellationToken,
+    /// Instances that have reported their devices at least once, or failed.
+    settled: BTreeSet<InstanceId>,
+    settle_waiters: Vec<oneshot::Sender<()>>,
 }
 
 impl Owner {
@@ -261,6 +266,20 @@ impl Owner {
                     }
                 };
                 self.set_status(id, status);
+                self.mark_settled(id);
+            }
+        }
+    }
+
+    fn is_settled(&self) -> bool {
+        self.instances.0.keys().all(|id| self.settled.contains(id))
+    }
+
+    fn mark_settled(&mut self, id: InstanceId) {
+        self.settled.insert(id);
+        if self.is_settled() {
+            for waiter in self.settle_waiters.drain(..) {
+                let _ = waiter.send(());
             }
         }
     }
@@ -336,6 +355,7 @@ impl Owner {
                                 reason: error.to_string(),
                             },
                         );
+                        self.mark_settled(id);
                         return;
                     }
                 };
@@ -357,6 +377,8 @@ impl Owner {
                 if let Some(info) = self.instance_info(id) {
                     events.push(Event::InstanceChanged(info));
                 }
+                self.publish(std::mem::take(&mut events));
+                self.mark_settled(id);
             }
             ProviderEvent::DeviceAdded(device) => {
                 match self.resolve_lines(id, vec![device]).await {
@@ -491,6 +513,13 @@ impl Owner {
                     .filter_map(|id| self.instance_info(*id))
                     .collect();
                 let _ = reply.send(infos);
+            }
+            Request::WhenSettled { reply } => {
+                if self.is_settled() {
+                    let _ = reply.send(());
+                } else {
+                    self.settle_waiters.push(reply);
+                }
             }
             Request::Subscribe { since, reply } => {
                 let events = self.journal.receiver();

@@ -10,6 +10,9 @@ use crate::view::{CallSnapshot, CommandOutcome, InstanceInfo, LineSnapshot, Sequ
 /// A request to the owner task; each carries the channel for its one reply.
 #[derive(Debug)]
 pub(crate) enum Request {
+    WhenSettled {
+        reply: oneshot::Sender<()>,
+    },
     Execute {
         command: Command,
         reply: oneshot::Sender<Result<CommandOutcome, TapiError>>,
@@ -103,6 +106,12 @@ impl EngineHandle {
 
     pub async fn instances(&self) -> Result<Vec<InstanceInfo>, EngineStopped> {
         self.ask(|reply| Request::Instances { reply }).await
+    }
+
+    /// Waits until every instance has either reported its devices once or failed, so that a
+    /// server can start answering with its lines in place.
+    pub async fn settled(&self) -> Result<(), EngineStopped> {
+        self.ask(|reply| Request::WhenSettled { reply }).await
     }
 
     /// Subscribes to events after `since`, or from a fresh snapshot when `since` is `None` or

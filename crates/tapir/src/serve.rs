@@ -12,6 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DEFAULT_LISTEN};
 
+/// How long start-up waits for every PBX to report its devices before serving anyway.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Options of `tapir serve` that override the config file.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -81,6 +84,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     let shutdown = CancellationToken::new();
     let (engine, engine_task) = Engine::start(engine_config, store, instances, shutdown.clone())?;
+    // Answer clients only once the lines are in place, unless a PBX takes too long.
+    if tokio::time::timeout(SETTLE_TIMEOUT, engine.settled())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "not every PBX reported its devices within {SETTLE_TIMEOUT:?}; serving anyway"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
