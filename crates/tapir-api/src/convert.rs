@@ -50,6 +50,10 @@ pub(crate) fn event(e: &Event) -> EventDto {
             line: line.0,
             instance: instance.clone(),
         },
+        Event::LinePurged { line, instance } => EventDto::LinePurged {
+            line: line.0,
+            instance: instance.clone(),
+        },
         Event::CallNew(c) => EventDto::CallNew { call: call(c) },
         Event::CallState(c) => EventDto::CallState { call: call(c) },
         Event::CallInfo { call: c, changed } => EventDto::call_info(call(c), *changed),

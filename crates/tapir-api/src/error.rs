@@ -13,6 +13,9 @@ pub(crate) enum ApiError {
     Tapi(TapiError),
     BadRequest(String),
     NotFound(String),
+    /// The request is well-formed but cannot be carried out as asked (e.g. a bad config).
+    Unprocessable(String),
+    NotImplemented(String),
     Stopped,
 }
 
@@ -53,6 +56,22 @@ impl IntoResponse for ApiError {
             ApiError::Tapi(e) => (status_of(e.kind), ErrorDto::from(&e)),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, ErrorDto::bad_request(m)),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, ErrorDto::not_found(m)),
+            ApiError::Unprocessable(m) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorDto {
+                    error: "invalid".into(),
+                    lineerr: None,
+                    message: m,
+                },
+            ),
+            ApiError::NotImplemented(m) => (
+                StatusCode::NOT_IMPLEMENTED,
+                ErrorDto {
+                    error: "not_implemented".into(),
+                    lineerr: None,
+                    message: m,
+                },
+            ),
             ApiError::Stopped => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorDto::unavailable("the server is shutting down"),

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`router`]: every route, ready for `axum::serve`.
 //! - `rest`: the REST handlers under `/api/v1`.
+//! - `admin`: purging lines, reloading the config, connection tests, log levels.
 //! - `ws`: one WebSocket session: subscription, ordered events, commands and results.
 //! - `convert`: the core's views as wire DTOs.
 //! - `error`: how errors become HTTP responses.
@@ -12,16 +13,21 @@
 //! - The API keeps no state of its own: every answer comes from the engine.
 //! - Bad input gets a precise error and never closes a connection or stops the server.
 
+mod admin;
 mod convert;
 mod error;
 mod openapi;
 mod rest;
 mod ws;
 
+use std::pin::Pin;
+use std::sync::Arc;
+
 use axum::Router;
 use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tapir_core::EngineHandle;
+use tapir_wire::{InstanceTestDto, ReloadDto};
 use tokio_util::sync::CancellationToken;
 
 pub use openapi::openapi_json;
@@ -34,6 +40,34 @@ pub struct ApiState {
     pub metrics: Option<PrometheusHandle>,
     /// Ends open WebSocket sessions when the server shuts down.
     pub shutdown: CancellationToken,
+    /// Configuration actions (reload, connection tests, log levels), provided by the server
+    /// binary that owns the config; `None` answers 501.
+    pub admin: Option<Arc<dyn Admin>>,
+}
+
+/// A boxed future an [`Admin`] returns.
+pub type AdminFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Why an administrative action failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What only the owner of the config can do.
+pub trait Admin: Send + Sync {
+    /// Reads the config file again and applies it; a bad config changes nothing.
+    fn reload(self: Arc<Self>) -> AdminFuture<Result<ReloadDto, AdminError>>;
+    /// Connects to an instance's PBX with its settings, without touching the running one.
+    fn test_instance(
+        self: Arc<Self>,
+        name: String,
+    ) -> AdminFuture<Result<InstanceTestDto, AdminError>>;
+    /// Sets an instance's log level while tapir runs.
+    fn set_log_level(&self, instance: String, level: String) -> Result<(), AdminError>;
 }
 
 /// Every route of the API.
@@ -41,8 +75,13 @@ pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/openapi.json", get(rest::openapi))
         .route("/instances", get(rest::instances))
+        .route("/instances/{name}/sim", post(admin::simulate_pbx))
+        .route("/instances/{name}/test", post(admin::test_instance))
+        .route("/instances/{name}/log", put(admin::set_log_level))
+        .route("/reload", post(admin::reload))
+        .route("/lines/purge", post(admin::purge_lines))
         .route("/lines", get(rest::lines))
-        .route("/lines/{id}", get(rest::line))
+        .route("/lines/{id}", get(rest::line).delete(admin::purge_line))
         .route("/lines/{id}/calls", post(rest::make_call))
         .route("/lines/{id}/forwards", put(rest::set_forwards))
         .route("/lines/{id}/dnd", put(rest::set_dnd))

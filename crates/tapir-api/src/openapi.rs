@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use crate::rest;
+use crate::{admin, rest};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,7 +26,13 @@ use crate::rest;
         rest::set_forwards,
         rest::set_dnd,
         rest::pickup_onto_line,
-        rest::simulate
+        rest::simulate,
+        admin::purge_lines,
+        admin::purge_line,
+        admin::simulate_pbx,
+        admin::reload,
+        admin::test_instance,
+        admin::set_log_level
     ),
     components(schemas(
         tapir_wire::ClientMessage,

@@ -45,12 +45,15 @@ fn parse_optional_body<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T,
     }
 }
 
-fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
+pub(crate) fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
     raw.parse()
         .map_err(|_| ApiError::BadRequest(format!("invalid {what} id {raw:?}: expected a number")))
 }
 
-async fn run(state: &ApiState, command: CommandDto) -> Result<CommandResultDto, ApiError> {
+pub(crate) async fn run(
+    state: &ApiState,
+    command: CommandDto,
+) -> Result<CommandResultDto, ApiError> {
     let command = command.into_model()?;
     let outcome = state.engine.execute(command).await?;
     Ok(CommandResultDto {

@@ -5,11 +5,19 @@ use std::sync::Arc;
 use tapir_model::{CallId, Command, ErrorKind, LineId, TapiError};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::engine::{InstanceChange, StartError};
 use crate::view::{CallSnapshot, CommandOutcome, InstanceInfo, LineSnapshot, Sequenced, Snapshot};
 
 /// A request to the owner task; each carries the channel for its one reply.
-#[derive(Debug)]
 pub(crate) enum Request {
+    Purge {
+        lines: Vec<LineId>,
+        reply: oneshot::Sender<Result<Vec<LineId>, TapiError>>,
+    },
+    Reconfigure {
+        changes: Vec<InstanceChange>,
+        reply: oneshot::Sender<Result<(), StartError>>,
+    },
     WhenSettled {
         reply: oneshot::Sender<()>,
     },
@@ -51,6 +59,15 @@ pub enum SubscriptionStart {
 pub struct Subscription {
     pub start: SubscriptionStart,
     pub events: broadcast::Receiver<Arc<Sequenced>>,
+}
+
+/// Why a reconfiguration was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconfigureError {
+    #[error(transparent)]
+    Refused(StartError),
+    #[error("the engine has stopped")]
+    Stopped,
 }
 
 /// The engine has stopped; the server is shutting down.
@@ -106,6 +123,26 @@ impl EngineHandle {
 
     pub async fn instances(&self) -> Result<Vec<InstanceInfo>, EngineStopped> {
         self.ask(|reply| Request::Instances { reply }).await
+    }
+
+    /// Forgets defunct lines for good (all of them when `lines` is empty); their ids are
+    /// never reused.
+    pub async fn purge_lines(&self, lines: Vec<LineId>) -> Result<Vec<LineId>, TapiError> {
+        match self.ask(|reply| Request::Purge { lines, reply }).await {
+            Ok(result) => result,
+            Err(EngineStopped) => Err(TapiError::new(
+                ErrorKind::OperationFailed,
+                "the server is shutting down",
+            )),
+        }
+    }
+
+    /// Adds, removes and restarts instances; the others keep running untouched.
+    pub async fn reconfigure(&self, changes: Vec<InstanceChange>) -> Result<(), ReconfigureError> {
+        self.ask(|reply| Request::Reconfigure { changes, reply })
+            .await
+            .map_err(|_| ReconfigureError::Stopped)?
+            .map_err(ReconfigureError::Refused)
     }
 
     /// Waits until every instance has either reported its devices once or failed, so that a

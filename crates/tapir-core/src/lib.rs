@@ -10,6 +10,7 @@
 //! - `routing`: how a client command is checked against the model and turned into a provider
 //!   command.
 //! - `journal`: sequence numbers, the bounded resume buffer and the broadcast to subscribers.
+//! - `template`: line names from per-instance templates.
 //! - [`view`]: what the engine publishes: snapshots and sequenced [`Event`]s.
 //!
 //! # Invariants
@@ -27,10 +28,12 @@ mod handle;
 mod journal;
 mod routing;
 mod tables;
+mod template;
 pub mod view;
 
-pub use engine::{Engine, EngineConfig, InstanceSpec, StartError};
-pub use handle::{EngineHandle, EngineStopped, Subscription, SubscriptionStart};
+pub use engine::{Engine, EngineConfig, InstanceChange, InstanceSpec, Presentation, StartError};
+pub use handle::{EngineHandle, EngineStopped, ReconfigureError, Subscription, SubscriptionStart};
+pub use template::{LineNameTemplate, PRESETS as LINE_NAME_PRESETS, TemplateError};
 pub use view::{
     CallSnapshot, CommandOutcome, Event, InstanceInfo, InstanceStatus, LineSnapshot, Sequenced,
     Snapshot,

@@ -5,7 +5,7 @@
 
 use tapir_model::{
     Call, CallFeatures, CallId, CallState, Capabilities, Command, ErrorKind, InstanceId, LineId,
-    PickupTarget, TapiError,
+    LineStatus, PickupTarget, TapiError,
 };
 use tapir_provider::{CallRef, DeviceKey, PickupFrom, ProviderCommand};
 
@@ -15,6 +15,9 @@ use crate::tables::Tables;
 pub(crate) trait InstanceLookup {
     /// The capabilities of an instance whose PBX link is up, or why it cannot take commands.
     fn ready(&self, instance: InstanceId) -> Result<Capabilities, TapiError>;
+
+    /// The instance with this name.
+    fn by_name(&self, name: &str) -> Option<InstanceId>;
 }
 
 /// The provider command for `command`, and the instance that must carry it out.
@@ -101,6 +104,21 @@ pub(crate) fn route(
                 },
             ))
         }
+        Command::SimulatePbx { instance, action } => {
+            let id = instances.by_name(instance).ok_or_else(|| {
+                TapiError::new(
+                    ErrorKind::InvalidParam,
+                    format!("no instance named {instance:?}"),
+                )
+            })?;
+            if !instances.ready(id)?.contains(Capabilities::SIMULATE) {
+                return Err(TapiError::new(
+                    ErrorKind::OperationUnavailable,
+                    format!("instance {instance} is not a simulated PBX"),
+                ));
+            }
+            Ok((id, ProviderCommand::SimulatePbx(action.clone())))
+        }
         Command::Simulate { line, action } => {
             let (instance, device) =
                 r.line(*line, Capabilities::SIMULATE, "simulated handset actions")?;
@@ -143,6 +161,16 @@ impl<I: InstanceLookup> Router<'_, I> {
             .tables
             .device_of(line)
             .ok_or_else(|| TapiError::new(ErrorKind::InvalidLine, format!("no line {line}")))?;
+        if self
+            .tables
+            .line(line)
+            .is_some_and(|l| l.line.status == LineStatus::Defunct)
+        {
+            return Err(TapiError::new(
+                ErrorKind::InvalidLineState,
+                format!("line {line} is defunct: its device is no longer on the PBX"),
+            ));
+        }
         let capabilities = self.instances.ready(instance)?;
         if !capabilities.contains(needed) {
             return Err(TapiError::new(

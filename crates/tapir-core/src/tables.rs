@@ -119,7 +119,8 @@ impl Tables {
         id
     }
 
-    /// Creates or refreshes the lines of `instance` for these devices (ids already resolved).
+    /// Creates or refreshes the lines of `instance` for these devices (ids already resolved
+    /// and names already built). A defunct line that comes back is announced as created.
     pub(crate) fn upsert_lines(
         &mut self,
         instance: InstanceId,
@@ -139,12 +140,16 @@ impl Tables {
             };
             match self.lines.get_mut(&id) {
                 Some(entry) => {
+                    let returning = entry.line.status == LineStatus::Defunct;
                     let updated = Line {
                         forwards: entry.line.forwards.clone(),
                         do_not_disturb: entry.line.do_not_disturb,
                         ..line
                     };
-                    if entry.line != updated {
+                    if returning {
+                        entry.line = updated;
+                        out.push(Event::LineCreated(entry.snapshot()));
+                    } else if entry.line != updated {
                         entry.line = updated;
                         out.push(Event::LineChanged(entry.snapshot()));
                     }
@@ -164,7 +169,39 @@ impl Tables {
         }
     }
 
-    /// Removes the lines of `instance` that are not in `keep`.
+    /// Lines the store remembers for `instance`, known before its PBX reports: out of
+    /// service until the PBX confirms them, defunct if it does not.
+    pub(crate) fn insert_known_lines(
+        &mut self,
+        instance: InstanceId,
+        instance_name: &str,
+        known: Vec<(LineId, Device)>,
+        out: &mut Vec<Event>,
+    ) {
+        for (id, device) in known {
+            if self.lines.contains_key(&id) {
+                continue;
+            }
+            let entry = LineEntry {
+                line: Line {
+                    id,
+                    instance,
+                    address: device.address,
+                    name: device.name,
+                    status: LineStatus::OutOfService,
+                    forwards: Vec::new(),
+                    do_not_disturb: false,
+                },
+                device: device.key.clone(),
+                instance_name: instance_name.to_owned(),
+            };
+            self.line_by_device.insert((instance, device.key), id);
+            out.push(Event::LineCreated(entry.snapshot()));
+            self.lines.insert(id, entry);
+        }
+    }
+
+    /// Makes the lines of `instance` that are not in `keep` defunct.
     pub(crate) fn retain_lines(
         &mut self,
         instance: InstanceId,
@@ -179,12 +216,51 @@ impl Tables {
             .map(|l| l.line.id)
             .collect();
         for line in gone {
-            self.remove_line(line, now, out);
+            self.make_defunct(line, now, out);
         }
     }
 
-    /// Removes a line; its calls end first.
-    pub(crate) fn remove_line(&mut self, line: LineId, now: Timestamp, out: &mut Vec<Event>) {
+    /// The PBX no longer has this line's device: its calls end, and it stays listed as
+    /// defunct (announced to clients as removed) until purged or back.
+    pub(crate) fn make_defunct(&mut self, line: LineId, now: Timestamp, out: &mut Vec<Event>) {
+        if self
+            .lines
+            .get(&line)
+            .is_none_or(|l| l.line.status == LineStatus::Defunct)
+        {
+            return;
+        }
+        self.end_calls_on(line, now, out);
+        if let Some(entry) = self.lines.get_mut(&line) {
+            entry.line.status = LineStatus::Defunct;
+            out.push(Event::LineRemoved {
+                line,
+                instance: entry.instance_name.clone(),
+            });
+        }
+    }
+
+    /// Forgets a line entirely (purged, or its instance was removed); its calls end first.
+    pub(crate) fn forget_line(&mut self, line: LineId, now: Timestamp, out: &mut Vec<Event>) {
+        self.end_calls_on(line, now, out);
+        if let Some(entry) = self.lines.remove(&line) {
+            self.line_by_device
+                .remove(&(entry.line.instance, entry.device));
+            self.calls_on_line.remove(&line);
+            if entry.line.status != LineStatus::Defunct {
+                out.push(Event::LineRemoved {
+                    line,
+                    instance: entry.instance_name.clone(),
+                });
+            }
+            out.push(Event::LinePurged {
+                line,
+                instance: entry.instance_name,
+            });
+        }
+    }
+
+    fn end_calls_on(&mut self, line: LineId, now: Timestamp, out: &mut Vec<Event>) {
         let calls: Vec<CallId> = self
             .calls_on_line
             .get(&line)
@@ -195,15 +271,15 @@ impl Tables {
         for call in calls {
             self.end_call(call, now, out);
         }
-        if let Some(entry) = self.lines.remove(&line) {
-            self.line_by_device
-                .remove(&(entry.line.instance, entry.device));
-            self.calls_on_line.remove(&line);
-            out.push(Event::LineRemoved {
-                line,
-                instance: entry.instance_name,
-            });
-        }
+    }
+
+    /// The lines of `instance`.
+    pub(crate) fn lines_of(&self, instance: InstanceId) -> Vec<LineId> {
+        self.lines
+            .values()
+            .filter(|l| l.line.instance == instance)
+            .map(|l| l.line.id)
+            .collect()
     }
 
     pub(crate) fn line_by_device(&self, instance: InstanceId, key: &DeviceKey) -> Option<LineId> {

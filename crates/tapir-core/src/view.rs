@@ -70,7 +70,14 @@ pub struct Snapshot {
 pub enum Event {
     LineCreated(LineSnapshot),
     LineChanged(LineSnapshot),
+    /// The PBX no longer has the line's device (TAPI's `LINE_REMOVE`); it stays listed as
+    /// defunct until purged.
     LineRemoved {
+        line: LineId,
+        instance: String,
+    },
+    /// The line is forgotten: purged by an administrator, or its instance was removed.
+    LinePurged {
         line: LineId,
         instance: String,
     },
@@ -92,7 +99,7 @@ impl Event {
     pub fn line(&self) -> Option<LineId> {
         match self {
             Event::LineCreated(l) | Event::LineChanged(l) => Some(l.line.id),
-            Event::LineRemoved { line, .. } => Some(*line),
+            Event::LineRemoved { line, .. } | Event::LinePurged { line, .. } => Some(*line),
             Event::CallNew(c) | Event::CallState(c) | Event::CallFeatures(c) => Some(c.call.line),
             Event::CallInfo { call, .. } => Some(call.call.line),
             Event::InstanceChanged(_) => None,

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use tapir_core::{Engine, EngineConfig, EngineHandle, Event, InstanceSpec, SubscriptionStart};
+use tapir_core::{
+    Engine, EngineConfig, EngineHandle, Event, InstanceSpec, Presentation, SubscriptionStart,
+};
 use tapir_model::{
     CallOrigin, CallReason, CallState, Capabilities, Command, ConnectedMode, ErrorKind, LineId,
     LineStatus, OfferingMode, Party,
@@ -69,11 +71,7 @@ struct Harness {
 }
 
 fn device(key: &str) -> Device {
-    Device {
-        key: DeviceKey(key.into()),
-        address: key.into(),
-        name: format!("Ext {key}"),
-    }
+    Device::new(key, key, format!("Ext {key}"))
 }
 
 fn report(device: &str, call: &str, state: CallState) -> ProviderEvent {
@@ -118,6 +116,7 @@ async fn start(timeout: Duration) -> Harness {
         vec![InstanceSpec {
             name: "pbx".into(),
             provider,
+            presentation: Presentation::default(),
         }],
         shutdown.clone(),
     )

@@ -35,7 +35,7 @@ pub struct ExternalRule {
 
 /// The simulated PBX: `extensions` extensions numbered from `first_extension`, and a trunk
 /// for every other number.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimConfig {
     pub extensions: u32,

@@ -27,6 +27,18 @@ pub enum SimAction {
     RemoteHangup,
 }
 
+/// What the administrator of a simulated PBX does to the PBX as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PbxSimAction {
+    /// A new extension appears on the PBX.
+    AddExtension {
+        number: String,
+        name: Option<String>,
+    },
+    /// An extension disappears from the PBX; its calls end.
+    RemoveExtension { number: String },
+}
+
 /// One call-control command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -90,6 +102,11 @@ pub enum Command {
         line: LineId,
         action: SimAction,
     },
+    /// A change to a simulated PBX as a whole, named by its instance.
+    SimulatePbx {
+        instance: String,
+        action: PbxSimAction,
+    },
 }
 
 impl Command {
@@ -111,6 +128,7 @@ impl Command {
             Command::SetForwards { .. } => "set_forwards",
             Command::SetDoNotDisturb { .. } => "set_dnd",
             Command::Simulate { .. } => "simulate",
+            Command::SimulatePbx { .. } => "simulate_pbx",
         }
     }
 }

@@ -23,7 +23,7 @@ pub mod party;
 pub mod state;
 
 pub use call::{Call, CallInfo, CallInfoChange, Transition, classify_transition};
-pub use command::{Command, PickupTarget, SimAction};
+pub use command::{Command, PbxSimAction, PickupTarget, SimAction};
 pub use error::{ErrorKind, TapiError};
 pub use features::{CallFeatures, Capabilities, call_features};
 pub use ids::{CallId, InstanceId, LineId, RequestId};

@@ -7,8 +7,12 @@ use crate::{InstanceId, LineId};
 pub enum LineStatus {
     /// The instance is connected and the device exists on the PBX.
     InService,
-    /// The instance lost its PBX connection; state is resynchronised on reconnect.
+    /// The instance lost its PBX connection (or has not reported yet); state is
+    /// resynchronised on reconnect.
     OutOfService,
+    /// The PBX no longer has the device. The line keeps its id and name until an
+    /// administrator purges it, and comes back with the same id if the device returns.
+    Defunct,
 }
 
 impl LineStatus {
@@ -16,6 +20,7 @@ impl LineStatus {
         match self {
             LineStatus::InService => "in_service",
             LineStatus::OutOfService => "out_of_service",
+            LineStatus::Defunct => "defunct",
         }
     }
 }

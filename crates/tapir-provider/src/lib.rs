@@ -23,8 +23,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use tapir_model::{
-    CallOrigin, CallReason, CallState, Capabilities, Forward, Party, RequestId, SimAction,
-    TapiError,
+    CallOrigin, CallReason, CallState, Capabilities, Forward, Party, PbxSimAction, RequestId,
+    SimAction, TapiError,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -46,8 +46,45 @@ pub struct Device {
     pub key: DeviceKey,
     /// The directory number callers dial.
     pub address: String,
-    /// The name the PBX gives the device's user.
+    /// The name the PBX shows for the device's user (line-name placeholder `%d`).
     pub name: String,
+    /// A longer name, e.g. "Ada Lovelace (Sales)" (`%c`; falls back to `name`).
+    pub long_name: Option<String>,
+    /// The user or alias name the PBX knows the device by (`%h`, `%u`; falls back to
+    /// `address`).
+    pub alias: Option<String>,
+    /// The node or site prefix of the extension on networked PBXs (`%E`).
+    pub node_prefix: Option<String>,
+}
+
+impl Device {
+    /// A device known by key, number and name only.
+    pub fn new(
+        key: impl Into<String>,
+        address: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Device {
+        Device {
+            key: DeviceKey(key.into()),
+            address: address.into(),
+            name: name.into(),
+            long_name: None,
+            alias: None,
+            node_prefix: None,
+        }
+    }
+}
+
+/// Where a provider's PBX is, for line names (placeholders `%n`, `%p`, `%P`, `%u`, `%x`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PbxIdentity {
+    /// The PBX's host name or address.
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// The protocol's usual port, so that `%p` can stay empty for it.
+    pub default_port: Option<u16>,
+    /// The PBX's own name or product, e.g. "Asterisk 22".
+    pub name: Option<String>,
 }
 
 /// Forwarding and do-not-disturb of one device.
@@ -178,6 +215,8 @@ pub enum ProviderCommand {
         device: DeviceKey,
         action: SimAction,
     },
+    /// A change to the simulated PBX as a whole (`SIMULATE` capability).
+    SimulatePbx(PbxSimAction),
 }
 
 /// A command with the id its completion must carry.
@@ -228,6 +267,11 @@ pub trait Provider: Send + 'static {
 
     /// What this driver can do; answered before it starts.
     fn capabilities(&self) -> Capabilities;
+
+    /// Where the PBX is, for line names; answered before it starts.
+    fn identity(&self) -> PbxIdentity {
+        PbxIdentity::default()
+    }
 
     /// Runs the provider until `cx.shutdown` fires. Returns an error only when it cannot go
     /// on at all (bad configuration); link failures are reported as events and retried.

@@ -42,6 +42,15 @@ pub struct DeviceIdentity<'a> {
     pub name: &'a str,
 }
 
+/// A line the store knows, whether or not its PBX still reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownLine {
+    pub id: LineId,
+    pub device_key: String,
+    pub address: String,
+    pub name: String,
+}
+
 /// Each step upgrades the schema by one version; never edit a step once released.
 const MIGRATIONS: &[&str] = &["CREATE TABLE line_identity (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -140,6 +149,56 @@ impl Store {
         tx.commit().map_err(sql("committing line ids"))?;
         Ok(ids)
     }
+
+    /// Every line ever seen on `instance` and not purged, by id.
+    pub fn known_lines(&self, instance: &str) -> Result<Vec<KnownLine>, StoreError> {
+        let mut query = self
+            .conn
+            .prepare(
+                "SELECT id, device_key, address, name FROM line_identity
+                 WHERE instance = ?1 ORDER BY id",
+            )
+            .map_err(sql("preparing the known-lines query"))?;
+        let rows = query
+            .query_map(params![instance], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .map_err(sql("listing known lines"))?;
+        let mut lines = Vec::new();
+        for row in rows {
+            let (id, device_key, address, name) = row.map_err(sql("reading a known line"))?;
+            let id = LineId(u32::try_from(id).map_err(|_| StoreError::IdsExhausted(id))?);
+            lines.push(KnownLine {
+                id,
+                device_key,
+                address,
+                name,
+            });
+        }
+        Ok(lines)
+    }
+
+    /// Forgets these lines. Their ids are never handed out again; a device that comes back
+    /// later gets a new id.
+    pub fn purge(&mut self, ids: &[LineId]) -> Result<usize, StoreError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql("starting a transaction"))?;
+        let mut purged = 0;
+        {
+            let mut delete = tx
+                .prepare("DELETE FROM line_identity WHERE id = ?1")
+                .map_err(sql("preparing the purge"))?;
+            for id in ids {
+                purged += delete
+                    .execute(params![id.0])
+                    .map_err(sql("purging a line"))?;
+            }
+        }
+        tx.commit().map_err(sql("committing the purge"))?;
+        Ok(purged)
+    }
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -199,6 +258,24 @@ mod tests {
         let a = store.line_ids("a", &[dev("201")]).unwrap();
         let b = store.line_ids("b", &[dev("201")]).unwrap();
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn known_lines_are_listed_and_purged_ids_are_never_reused() {
+        let mut store = Store::open_in_memory().unwrap();
+        let ids = store.line_ids("pbx", &[dev("201"), dev("202")]).unwrap();
+        let known = store.known_lines("pbx").unwrap();
+        assert_eq!(known.iter().map(|l| l.id).collect::<Vec<_>>(), ids);
+        assert_eq!(known[1].device_key, "202");
+        assert!(store.known_lines("other").unwrap().is_empty());
+
+        assert_eq!(store.purge(&[ids[1]]).unwrap(), 1);
+        assert_eq!(store.known_lines("pbx").unwrap().len(), 1);
+        let back = store.line_ids("pbx", &[dev("202"), dev("203")]).unwrap();
+        assert!(
+            back.iter().all(|id| !ids.contains(id) && *id > ids[1]),
+            "{back:?} reuses {ids:?}"
+        );
     }
 
     #[test]

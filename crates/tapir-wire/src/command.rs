@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 use tapir_model::{
-    CallId, Command, ErrorKind, Forward, ForwardMode, LineId, PickupTarget, SimAction, TapiError,
+    CallId, Command, ErrorKind, Forward, ForwardMode, LineId, PbxSimAction, PickupTarget,
+    SimAction, TapiError,
 };
 use utoipa::ToSchema;
 
@@ -157,6 +158,32 @@ pub enum CommandDto {
     SimRemoteHangup {
         line: u32,
     },
+    /// Simulated PBX: a new extension appears on `instance`.
+    SimAddExtension {
+        instance: String,
+        number: String,
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// Simulated PBX: an extension disappears from `instance`.
+    SimRemoveExtension {
+        instance: String,
+        number: String,
+    },
+}
+
+/// What the administrator of a simulated PBX does to it as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PbxSimActionDto {
+    AddExtension {
+        number: String,
+        #[serde(default)]
+        name: Option<String>,
+    },
+    RemoveExtension {
+        number: String,
+    },
 }
 
 fn sim(line: u32, action: SimAction) -> Command {
@@ -176,6 +203,20 @@ impl CommandDto {
             SimActionDto::Hold {} => CommandDto::SimHold { line },
             SimActionDto::Incoming { from, name } => CommandDto::SimIncoming { line, from, name },
             SimActionDto::RemoteHangup {} => CommandDto::SimRemoteHangup { line },
+        }
+    }
+
+    /// The same command as a change to the simulated PBX `instance`.
+    pub fn sim_pbx(instance: String, action: PbxSimActionDto) -> CommandDto {
+        match action {
+            PbxSimActionDto::AddExtension { number, name } => CommandDto::SimAddExtension {
+                instance,
+                number,
+                name,
+            },
+            PbxSimActionDto::RemoveExtension { number } => {
+                CommandDto::SimRemoveExtension { instance, number }
+            }
         }
     }
 
@@ -239,6 +280,18 @@ impl CommandDto {
                 name,
             } => sim(l, SimAction::IncomingCall { from, name }),
             CommandDto::SimRemoteHangup { line: l } => sim(l, SimAction::RemoteHangup),
+            CommandDto::SimAddExtension {
+                instance,
+                number,
+                name,
+            } => Command::SimulatePbx {
+                instance,
+                action: PbxSimAction::AddExtension { number, name },
+            },
+            CommandDto::SimRemoveExtension { instance, number } => Command::SimulatePbx {
+                instance,
+                action: PbxSimAction::RemoveExtension { number },
+            },
         })
     }
 }

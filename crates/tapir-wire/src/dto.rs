@@ -169,7 +169,14 @@ pub enum EventDto {
     LineChanged {
         line: LineDto,
     },
+    /// The PBX no longer has the line's device (`LINE_REMOVE`); the line stays listed as
+    /// `defunct`, with its id and name, until purged, and comes back with the same id.
     LineRemoved {
+        line: u32,
+        instance: String,
+    },
+    /// The line is forgotten: purged, or its instance was removed from the config.
+    LinePurged {
         line: u32,
         instance: String,
     },
@@ -208,7 +215,7 @@ impl EventDto {
     pub fn line(&self) -> Option<u32> {
         match self {
             EventDto::LineCreated { line } | EventDto::LineChanged { line } => Some(line.id),
-            EventDto::LineRemoved { line, .. } => Some(*line),
+            EventDto::LineRemoved { line, .. } | EventDto::LinePurged { line, .. } => Some(*line),
             EventDto::CallNew { call }
             | EventDto::CallState { call }
             | EventDto::CallInfo { call, .. }
@@ -285,4 +292,47 @@ pub struct ForwardsBody {
 #[serde(deny_unknown_fields)]
 pub struct DndBody {
     pub enabled: bool,
+}
+
+/// Body of `POST /lines/purge`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeBody {
+    /// The defunct lines to forget; empty or absent forgets every defunct line.
+    #[serde(default)]
+    pub lines: Vec<u32>,
+}
+
+/// The lines a purge forgot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PurgedDto {
+    pub purged: Vec<u32>,
+}
+
+/// What a config reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReloadDto {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub restarted: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+/// What a connection test of an instance found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InstanceTestDto {
+    pub instance: String,
+    pub ok: bool,
+    /// What was found (PBX version, device count), or exactly why it failed.
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<usize>,
+}
+
+/// Body of `PUT /instances/{name}/log`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogLevelBody {
+    /// `error`, `warn`, `info`, `debug` or `trace`; `default` follows the server's level.
+    pub level: String,
 }

@@ -15,10 +15,11 @@ pub mod dto;
 pub mod error;
 pub mod ws;
 
-pub use command::{CommandDto, ForwardDto, SimActionDto};
+pub use command::{CommandDto, ForwardDto, PbxSimActionDto, SimActionDto};
 pub use dto::{
-    CallDto, CommandResultDto, DialBody, DndBody, EventDto, ForwardsBody, InstanceDto, LineDto,
-    PartyDto, PickupBody, PickupOntoLineBody, SequencedDto, SnapshotDto, SwapBody,
+    CallDto, CommandResultDto, DialBody, DndBody, EventDto, ForwardsBody, InstanceDto,
+    InstanceTestDto, LineDto, LogLevelBody, PartyDto, PickupBody, PickupOntoLineBody, PurgeBody,
+    PurgedDto, ReloadDto, SequencedDto, SnapshotDto, SwapBody,
 };
 pub use error::ErrorDto;
 pub use ws::{ClientMessage, ServerMessage};

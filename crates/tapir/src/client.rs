@@ -6,7 +6,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tapir_wire::{
     CallDto, CommandResultDto, DialBody, DndBody, ErrorDto, ForwardDto, ForwardsBody, InstanceDto,
-    LineDto, PickupOntoLineBody, SimActionDto, SwapBody,
+    InstanceTestDto, LineDto, LogLevelBody, PbxSimActionDto, PickupOntoLineBody, PurgeBody,
+    PurgedDto, ReloadDto, SimActionDto, SwapBody,
 };
 
 /// The server address used when none is given.
@@ -262,6 +263,42 @@ impl Client {
 
     pub async fn set_dnd(&self, line: u32, enabled: bool) -> Result<CommandResultDto, ClientError> {
         self.put(&format!("/lines/{line}/dnd"), &DndBody { enabled })
+            .await
+    }
+
+    pub async fn purge(&self, lines: Vec<u32>) -> Result<PurgedDto, ClientError> {
+        self.post("/lines/purge", &PurgeBody { lines }).await
+    }
+
+    pub async fn reload(&self) -> Result<ReloadDto, ClientError> {
+        self.post("/reload", &serde_json::json!({})).await
+    }
+
+    pub async fn test_instance(&self, name: &str) -> Result<InstanceTestDto, ClientError> {
+        self.post(&format!("/instances/{name}/test"), &serde_json::json!({}))
+            .await
+    }
+
+    pub async fn set_log_level(
+        &self,
+        name: &str,
+        level: &str,
+    ) -> Result<LogLevelBody, ClientError> {
+        self.put(
+            &format!("/instances/{name}/log"),
+            &LogLevelBody {
+                level: level.into(),
+            },
+        )
+        .await
+    }
+
+    pub async fn simulate_pbx(
+        &self,
+        instance: &str,
+        action: &PbxSimActionDto,
+    ) -> Result<CommandResultDto, ClientError> {
+        self.post(&format!("/instances/{instance}/sim"), action)
             .await
     }
 

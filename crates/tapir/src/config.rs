@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use tapir_core::{LineNameTemplate, Presentation, TemplateError};
 use tapir_driver_sim::{SimConfig, SimProvider};
 use tapir_provider::{Provider, ProviderError};
 
@@ -42,15 +43,36 @@ pub struct ServerConfig {
 }
 
 /// One `[[instances]]` entry: a PBX connection.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceConfig {
     pub name: String,
+    /// The template (or preset name) that builds each line's name; default `%d`, the name
+    /// the PBX gives.
+    #[serde(default)]
+    pub line_name: Option<String>,
+    /// Log level of this instance's driver: error, warn, info, debug or trace.
+    #[serde(default)]
+    pub log_level: Option<String>,
     pub driver: DriverConfig,
 }
 
+impl InstanceConfig {
+    /// How the instance's lines are presented.
+    pub fn presentation(&self) -> Result<Presentation, TemplateError> {
+        let line_name = match &self.line_name {
+            Some(template) => LineNameTemplate::parse(template)?,
+            None => LineNameTemplate::default(),
+        };
+        Ok(Presentation { line_name })
+    }
+}
+
+/// The log levels an instance may have.
+pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
+
 /// `[instances.driver]`: which driver, and its own settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DriverConfig {
     /// The built-in simulated PBX.
@@ -87,6 +109,8 @@ impl Config {
             server: ServerConfig::default(),
             instances: vec![InstanceConfig {
                 name: "sim".into(),
+                line_name: None,
+                log_level: None,
                 driver: DriverConfig::Sim(SimConfig::default()),
             }],
         }
@@ -133,6 +157,17 @@ impl Config {
             if !names.insert(name) {
                 return Err(invalid(format!(
                     "instances[{index}].name {name:?} is used twice; instance names are unique"
+                )));
+            }
+            if let Err(error) = instance.presentation() {
+                return Err(invalid(format!("instances[{index}].line_name: {error}")));
+            }
+            if let Some(level) = &instance.log_level
+                && !LOG_LEVELS.contains(&level.as_str())
+            {
+                return Err(invalid(format!(
+                    "instances[{index}].log_level {level:?} is not one of {}",
+                    LOG_LEVELS.join(", ")
                 )));
             }
             instance
@@ -253,6 +288,17 @@ mod tests {
         );
         assert!(dup.contains("\"a\" is used twice"), "{dup}");
         assert!(error_of("").contains("at least one PBX instance"));
+        let template = error_of(
+            "[[instances]]\nname = \"a\"\nline_name = \"%e %q\"\n[instances.driver]\ntype = \"sim\"\n",
+        );
+        assert!(
+            template.contains("instances[0].line_name") && template.contains("%q at position 4"),
+            "{template}"
+        );
+        let level = error_of(
+            "[[instances]]\nname = \"a\"\nlog_level = \"loud\"\n[instances.driver]\ntype = \"sim\"\n",
+        );
+        assert!(level.contains("log_level \"loud\""), "{level}");
         let zero = error_of(
             "[[instances]]\nname = \"a\"\n[instances.driver]\ntype = \"sim\"\nextensions = 0\n",
         );

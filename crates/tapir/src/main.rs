@@ -2,13 +2,15 @@
 //!
 //! # Layout
 //! - `config`: the config file, and the one place that names drivers.
-//! - `serve`: the daemon: store, engine, providers and API.
+//! - `serve`: the daemon: store, engine, providers and API, reload and connection tests.
+//! - `logging`: per-instance log levels that change at run time.
 //! - `client`: REST calls to a running server.
 //! - `watch`: the live event stream.
 //! - `output`: tables and JSON lines.
 
 mod client;
 mod config;
+mod logging;
 mod output;
 mod serve;
 mod watch;
@@ -19,7 +21,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use tapir_wire::{CommandResultDto, ForwardDto, PickupOntoLineBody, SimActionDto};
+use tapir_wire::{CommandResultDto, ForwardDto, PbxSimActionDto, PickupOntoLineBody, SimActionDto};
 
 use crate::client::{CallAction, Client, DialAction};
 
@@ -45,8 +47,16 @@ enum Cmd {
     CheckConfig { file: PathBuf },
     /// List the PBX instances and their link state.
     Instances,
-    /// List the lines.
-    Lines,
+    /// List the lines (`tapir lines purge` forgets defunct ones).
+    Lines {
+        #[command(subcommand)]
+        action: Option<LinesCmd>,
+    },
+    /// Re-read the server's config file and apply it without a restart.
+    Reload,
+    /// Test or tune one instance.
+    #[command(subcommand)]
+    Instance(InstanceCmd),
     /// List the calls.
     Calls {
         /// Only calls on this line.
@@ -125,6 +135,27 @@ enum Cmd {
     Sim(SimCmd),
 }
 
+#[derive(Debug, Subcommand)]
+enum LinesCmd {
+    /// Forget defunct lines (lines whose device left the PBX); their ids are never reused.
+    Purge {
+        /// The lines to forget (extension, instance/extension or #id).
+        lines: Vec<String>,
+        /// Forget every defunct line.
+        #[arg(long, conflicts_with = "lines", required_unless_present = "lines")]
+        all_defunct: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum InstanceCmd {
+    /// Connect to the instance's PBX with its settings and report what was found, or why
+    /// it failed, without disturbing the running instance.
+    Test { name: String },
+    /// Set the instance's log level: error, warn, info, debug, trace or default.
+    Log { name: String, level: String },
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum OnOff {
     On,
@@ -155,6 +186,16 @@ enum SimCmd {
     },
     /// The far end of the call on LINE hangs up.
     RemoteHangup { line: String },
+    /// A new extension appears on the simulated PBX INSTANCE.
+    AddExtension {
+        instance: String,
+        number: String,
+        /// The name the PBX gives its user.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// An extension disappears from the simulated PBX INSTANCE.
+    RemoveExtension { instance: String, number: String },
 }
 
 #[tokio::main]
@@ -177,25 +218,13 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Cmd::Serve(args) => {
-            init_logging();
-            serve::run(args).await
-        }
+        Cmd::Serve(args) => serve::run(args, logging::LogControl::install()).await,
         Cmd::CheckConfig { file } => check_config(&file),
         command => {
             let client = Client::new(&cli.server)?;
             client_command(&client, command, cli.json).await
         }
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .init();
 }
 
 fn check_config(file: &std::path::Path) -> Result<()> {
@@ -234,7 +263,50 @@ async fn client_command(client: &Client, command: Cmd, json: bool) -> Result<()>
                 output::instances(&instances)?
             }
         }
-        Cmd::Lines => {
+        Cmd::Lines {
+            action: Some(LinesCmd::Purge { lines, all_defunct }),
+        } => {
+            let mut ids = Vec::new();
+            for name in &lines {
+                ids.push(client.resolve_line(name).await?);
+            }
+            debug_assert!(all_defunct || !ids.is_empty());
+            let purged = client.purge(ids).await?;
+            if json {
+                output::json(&purged)?;
+            } else {
+                let ids: Vec<String> = purged.purged.iter().map(|id| format!("#{id}")).collect();
+                output::line(&format!("purged {} line(s) {}", ids.len(), ids.join(" ")))?;
+            }
+        }
+        Cmd::Reload => {
+            let report = client.reload().await?;
+            if json {
+                output::json(&report)?
+            } else {
+                output::reload(&report)?
+            }
+        }
+        Cmd::Instance(InstanceCmd::Test { name }) => {
+            let report = client.test_instance(&name).await?;
+            if json {
+                output::json(&report)?;
+            } else {
+                let verdict = if report.ok { "OK" } else { "FAILED" };
+                output::line(&format!(
+                    "{}: {verdict}: {}",
+                    report.instance, report.summary
+                ))?;
+            }
+            if !report.ok {
+                anyhow::bail!("the connection test of {name} failed");
+            }
+        }
+        Cmd::Instance(InstanceCmd::Log { name, level }) => {
+            client.set_log_level(&name, &level).await?;
+            output::line(&format!("{name}: log level {level}"))?;
+        }
+        Cmd::Lines { action: None } => {
             let lines = client.lines().await?;
             if json {
                 output::json(&lines)?;
@@ -357,6 +429,24 @@ async fn client_command(client: &Client, command: Cmd, json: bool) -> Result<()>
             };
             watch::run(&client.ws_url(), options).await?;
         }
+        Cmd::Sim(SimCmd::AddExtension {
+            instance,
+            number,
+            name,
+        }) => {
+            let action = PbxSimActionDto::AddExtension { number, name };
+            done(
+                "extension added",
+                client.simulate_pbx(&instance, &action).await?,
+            )?;
+        }
+        Cmd::Sim(SimCmd::RemoveExtension { instance, number }) => {
+            let action = PbxSimActionDto::RemoveExtension { number };
+            done(
+                "extension removed",
+                client.simulate_pbx(&instance, &action).await?,
+            )?;
+        }
         Cmd::Sim(sim) => {
             let (line, action, what) = match sim {
                 SimCmd::Answer { line } => (line, SimActionDto::OffHook {}, "handset lifted"),
@@ -371,11 +461,16 @@ async fn client_command(client: &Client, command: Cmd, json: bool) -> Result<()>
                 SimCmd::RemoteHangup { line } => {
                     (line, SimActionDto::RemoteHangup {}, "far end hung up")
                 }
+                SimCmd::AddExtension { .. } | SimCmd::RemoveExtension { .. } => {
+                    anyhow::bail!("handled above")
+                }
             };
             let line = client.resolve_line(&line).await?;
             done(what, client.simulate(line, &action).await?)?;
         }
-        Cmd::Serve(_) | Cmd::CheckConfig { .. } => unreachable!("handled before connecting"),
+        Cmd::Serve(_) | Cmd::CheckConfig { .. } => {
+            anyhow::bail!("serve and check-config do not talk to a server")
+        }
     }
     Ok(())
 }

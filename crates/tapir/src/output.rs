@@ -2,7 +2,9 @@
 
 use std::io::{self, Write};
 
-use tapir_wire::{CallDto, CommandResultDto, EventDto, InstanceDto, LineDto, SequencedDto};
+use tapir_wire::{
+    CallDto, CommandResultDto, EventDto, InstanceDto, LineDto, ReloadDto, SequencedDto,
+};
 
 /// Writes one line to stdout; a closed pipe (`tapir lines | head`) is reported as
 /// `BrokenPipe` so that `main` can end quietly.
@@ -143,6 +145,20 @@ fn state_text(c: &CallDto) -> String {
     }
 }
 
+pub fn reload(report: &ReloadDto) -> io::Result<()> {
+    let list = |names: &[String]| {
+        if names.is_empty() {
+            "-".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    line(&format!("added: {}", list(&report.added)))?;
+    line(&format!("removed: {}", list(&report.removed)))?;
+    line(&format!("restarted: {}", list(&report.restarted)))?;
+    line(&format!("unchanged: {}", list(&report.unchanged)))
+}
+
 pub fn result(what: &str, result: &CommandResultDto) -> io::Result<()> {
     match result.call {
         Some(call) => line(&format!("{what}: call {call}")),
@@ -172,7 +188,10 @@ pub fn event(e: &SequencedDto) -> String {
                 }
             )
         }
-        EventDto::LineRemoved { line, instance } => format!("line #{line} removed from {instance}"),
+        EventDto::LineRemoved { line, instance } => {
+            format!("line #{line} is gone from {instance} (defunct)")
+        }
+        EventDto::LinePurged { line, instance } => format!("line #{line} of {instance} purged"),
         EventDto::CallNew { call } => format!("{} new: {}", call_head(call), call_story(call)),
         EventDto::CallState { call } => format!("{} {}", call_head(call), call_story(call)),
         EventDto::CallInfo { call, changed, .. } => {

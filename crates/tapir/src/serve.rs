@@ -1,16 +1,20 @@
-//! `tapir serve`: the daemon.
+//! `tapir serve`: the daemon, and the administration that needs its config.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tapir_api::ApiState;
-use tapir_core::{Engine, EngineConfig, InstanceSpec};
+use tapir_api::{Admin, AdminError, AdminFuture, ApiState};
+use tapir_core::{Engine, EngineConfig, EngineHandle, InstanceChange, InstanceSpec};
 use tapir_store::Store;
+use tapir_wire::{InstanceTestDto, ReloadDto};
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, DEFAULT_LISTEN};
+use crate::config::{Config, DEFAULT_LISTEN, InstanceConfig};
+use crate::logging::LogControl;
 
 /// How long start-up waits for every PBX to report its devices before serving anyway.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -18,13 +22,14 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Options of `tapir serve` that override the config file.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address for the API and web console [default: 127.0.0.1:5380].
+    /// Address for the API [default: 127.0.0.1:5380].
     #[arg(long, env = "TAPIR_LISTEN")]
     listen: Option<SocketAddr>,
     /// Directory for tapir's database [default: $XDG_DATA_HOME/tapir or ~/.local/share/tapir].
     #[arg(long, env = "TAPIR_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Config file; without one, tapir runs its embedded default (one simulated PBX).
+    /// `tapir reload` or SIGHUP applies changes to it without a restart.
     #[arg(long, env = "TAPIR_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -45,7 +50,22 @@ fn open_store(data_dir: &Path) -> Result<Store> {
     Ok(Store::open(&data_dir.join("tapir.db"))?)
 }
 
-pub async fn run(args: ServeArgs) -> Result<()> {
+fn spec(instance: &InstanceConfig) -> Result<InstanceSpec> {
+    let provider = instance
+        .driver
+        .build()
+        .with_context(|| format!("instance {:?}", instance.name))?;
+    let presentation = instance
+        .presentation()
+        .with_context(|| format!("instance {:?}", instance.name))?;
+    Ok(InstanceSpec {
+        name: instance.name.clone(),
+        provider,
+        presentation,
+    })
+}
+
+pub async fn run(args: ServeArgs, logs: LogControl) -> Result<()> {
     let config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::embedded_default(),
@@ -60,22 +80,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .or(config.server.data_dir.clone())
         .unwrap_or_else(default_data_dir);
     let store = open_store(&data_dir)?;
-
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
 
     let mut instances = Vec::new();
     for instance in &config.instances {
-        let provider = instance
-            .driver
-            .build()
-            .with_context(|| format!("instance {:?}", instance.name))?;
         tracing::info!(instance = %instance.name, "{}", instance.driver.describe());
-        instances.push(InstanceSpec {
-            name: instance.name.clone(),
-            provider,
-        });
+        logs.set(&instance.name, instance.log_level.as_deref())
+            .map_err(anyhow::Error::msg)?;
+        instances.push(spec(instance)?);
     }
     let mut engine_config = EngineConfig::default();
     if let Some(ms) = config.server.command_timeout_ms {
@@ -101,10 +115,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // Tests and scripts read this line to find an ephemeral port.
     println!("tapir listening on http://{local} (API at http://{local}/api/v1)");
 
+    let admin = Arc::new(ServerAdmin {
+        config_path: args.config.clone(),
+        config: Mutex::new(config),
+        engine: engine.clone(),
+        logs,
+    });
+    let hangups = reload_on_sighup(admin.clone(), shutdown.clone());
     let state = ApiState {
         engine,
         metrics: Some(metrics),
         shutdown: shutdown.clone(),
+        admin: Some(admin),
     };
     let stop = shutdown.clone();
     let signal = async move {
@@ -116,8 +138,159 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .await
         .context("the API server failed")?;
     shutdown.cancel();
+    hangups.abort();
     engine_task.await.context("the engine task failed")?;
     Ok(())
+}
+
+/// The administration that needs the config file: reload, connection tests, log levels.
+struct ServerAdmin {
+    config_path: Option<PathBuf>,
+    /// The config in force; the lock also keeps two reloads from interleaving.
+    config: Mutex<Config>,
+    engine: EngineHandle,
+    logs: LogControl,
+}
+
+impl ServerAdmin {
+    async fn reload_now(&self) -> Result<ReloadDto, AdminError> {
+        let Some(path) = &self.config_path else {
+            return Err(AdminError::Invalid(
+                "tapir runs on its embedded default; start it with --config to reload".into(),
+            ));
+        };
+        let new = Config::load(path).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        let mut current = self.config.lock().await;
+        let mut report = ReloadDto::default();
+        let mut changes = Vec::new();
+        for old in &current.instances {
+            if !new.instances.iter().any(|n| n.name == old.name) {
+                report.removed.push(old.name.clone());
+                changes.push(InstanceChange::Remove(old.name.clone()));
+            }
+        }
+        for instance in &new.instances {
+            let spec = || spec(instance).map_err(|e| AdminError::Invalid(format!("{e:#}")));
+            match current.instances.iter().find(|o| o.name == instance.name) {
+                None => {
+                    report.added.push(instance.name.clone());
+                    changes.push(InstanceChange::Add(spec()?));
+                }
+                Some(old)
+                    if old.driver != instance.driver || old.line_name != instance.line_name =>
+                {
+                    report.restarted.push(instance.name.clone());
+                    changes.push(InstanceChange::Replace(spec()?));
+                }
+                Some(_) => report.unchanged.push(instance.name.clone()),
+            }
+        }
+        for instance in &new.instances {
+            self.logs
+                .set(&instance.name, instance.log_level.as_deref())
+                .map_err(AdminError::Invalid)?;
+        }
+        self.engine
+            .reconfigure(changes)
+            .await
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        if new.server.listen != current.server.listen
+            || new.server.data_dir != current.server.data_dir
+        {
+            tracing::warn!("changes to [server] listen and data_dir take effect at the next start");
+        }
+        *current = new;
+        tracing::info!(added = ?report.added, removed = ?report.removed,
+            restarted = ?report.restarted, "config reloaded");
+        Ok(report)
+    }
+}
+
+impl Admin for ServerAdmin {
+    fn reload(self: Arc<Self>) -> AdminFuture<Result<ReloadDto, AdminError>> {
+        Box::pin(async move { self.reload_now().await })
+    }
+
+    fn test_instance(
+        self: Arc<Self>,
+        name: String,
+    ) -> AdminFuture<Result<InstanceTestDto, AdminError>> {
+        let this = self;
+        Box::pin(async move {
+            let instance = {
+                let config = this.config.lock().await;
+                config.instances.iter().find(|i| i.name == name).cloned()
+            };
+            let instance = instance
+                .ok_or_else(|| AdminError::NotFound(format!("no instance named {name:?}")))?;
+            let probe = instance
+                .driver
+                .build()
+                .map_err(|e| AdminError::Invalid(e.to_string()))?;
+            Ok(match probe.test_connection().await {
+                Ok(report) => InstanceTestDto {
+                    instance: name,
+                    ok: true,
+                    summary: report.summary,
+                    devices: Some(report.devices),
+                },
+                Err(error) => InstanceTestDto {
+                    instance: name,
+                    ok: false,
+                    summary: error.to_string(),
+                    devices: None,
+                },
+            })
+        })
+    }
+
+    fn set_log_level(&self, instance: String, level: String) -> Result<(), AdminError> {
+        let known = self
+            .config
+            .try_lock()
+            .map(|c| c.instances.iter().any(|i| i.name == instance))
+            .unwrap_or(true);
+        if !known {
+            return Err(AdminError::NotFound(format!(
+                "no instance named {instance:?}"
+            )));
+        }
+        self.logs
+            .set(&instance, Some(&level))
+            .map_err(AdminError::Invalid)
+    }
+}
+
+/// Reloads the config on every SIGHUP until shutdown.
+fn reload_on_sighup(
+    admin: Arc<ServerAdmin>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+                tracing::warn!("cannot listen for SIGHUP; use `tapir reload`");
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    Some(()) = hangups.recv() => {
+                        if let Err(error) = admin.clone().reload().await {
+                            tracing::error!(%error, "config reload refused; the running config stays");
+                        }
+                    }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = admin;
+            shutdown.cancelled().await;
+        }
+    })
 }
 
 async fn wait_for_signal() {

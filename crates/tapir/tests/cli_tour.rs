@@ -82,18 +82,7 @@ async fn a_call_from_dial_to_drop_through_the_cli() {
     wait_until_gone(&server, "any call", |_| true).await;
 
     // The whole story, replayed from the start, in order and without gaps.
-    let events = server.cli_ok(&[
-        "watch",
-        "--json",
-        "--since",
-        "0",
-        "--count",
-        &event_count(&server).to_string(),
-    ]);
-    let events: Vec<Value> = events
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
-        .collect();
+    let events = server.all_events();
     for (i, pair) in events.windows(2).enumerate() {
         assert_eq!(
             pair[1]["seq"].as_u64(),
@@ -129,14 +118,6 @@ async fn a_call_from_dial_to_drop_through_the_cli() {
     );
     assert_eq!(states_of(b).first().map(String::as_str), Some("offering"));
     assert_eq!(states_of(b).last().map(String::as_str), Some("idle"));
-}
-
-/// How many events the server has published so far: the sequence number of a fresh snapshot
-/// (`watch --count 0` prints the snapshot and stops).
-fn event_count(server: &Server) -> u64 {
-    let snapshot = server.cli_json(&["watch", "--count", "0"]);
-    assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
-    snapshot["seq"].as_u64().expect("snapshot seq")
 }
 
 #[test]

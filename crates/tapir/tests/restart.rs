@@ -1,4 +1,5 @@
-//! Permanent line ids survive a restart of the server.
+//! Permanent line ids survive a restart of the server and a change of the PBX's device
+//! list; lines that left the PBX stay known as defunct.
 
 mod common;
 
@@ -8,16 +9,16 @@ use common::{Server, lines};
 async fn line_ids_survive_a_restart_and_a_changed_device_list() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path(), None);
-    let before: Vec<(String, u32)> = lines(&server)
+    let before: Vec<(String, u32, String)> = lines(&server)
         .await
         .into_iter()
-        .map(|l| (l.address, l.id))
+        .map(|l| (l.address, l.id, l.name))
         .collect();
     assert_eq!(before.len(), 20);
     server.stop();
 
-    // The same instance now has fewer extensions, starting higher: the ones that remain keep
-    // their ids, the new ones get ids never used before.
+    // The same instance now has ten extensions from 215: 215-220 stay, 221-224 are new and
+    // 201-214 are gone from the PBX.
     let config = dir.path().join("tapir.toml");
     std::fs::write(
         &config,
@@ -26,17 +27,31 @@ async fn line_ids_survive_a_restart_and_a_changed_device_list() {
     .unwrap();
     let server = Server::start_in(dir.path(), Some(&config));
     let after = lines(&server).await;
-    assert_eq!(after.len(), 10);
-    for line in &after {
-        match before.iter().find(|(address, _)| *address == line.address) {
-            Some((_, id)) => assert_eq!(line.id, *id, "extension {} changed id", line.address),
+    let in_service: Vec<_> = after.iter().filter(|l| l.status == "in_service").collect();
+    assert_eq!(in_service.len(), 10);
+    for line in &in_service {
+        match before
+            .iter()
+            .find(|(address, _, _)| *address == line.address)
+        {
+            Some((_, id, _)) => assert_eq!(line.id, *id, "extension {} changed id", line.address),
             None => assert!(
-                before.iter().all(|(_, id)| *id != line.id),
+                before.iter().all(|(_, id, _)| *id != line.id),
                 "new extension {} reused id {}",
                 line.address,
                 line.id
             ),
         }
+    }
+    let defunct: Vec<_> = after.iter().filter(|l| l.status == "defunct").collect();
+    assert_eq!(defunct.len(), 14, "201-214 are defunct: {after:#?}");
+    for line in defunct {
+        let (_, id, name) = before.iter().find(|(a, _, _)| *a == line.address).unwrap();
+        assert_eq!(
+            (line.id, &line.name),
+            (*id, name),
+            "a defunct line keeps its id and name"
+        );
     }
     server.stop();
 }

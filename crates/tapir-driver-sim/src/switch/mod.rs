@@ -15,6 +15,7 @@
 //! effects and its `Completed` is the only event.
 
 mod calls;
+mod extensions;
 mod handset;
 mod leg;
 mod routing;
@@ -51,6 +52,10 @@ enum TimerAction {
 /// One extension's settings and call appearances.
 #[derive(Debug, Clone, Default)]
 struct Station {
+    number: String,
+    name: String,
+    /// False once the extension was removed; its slot stays so that indices stay valid.
+    present: bool,
     do_not_disturb: bool,
     forwards: Vec<Forward>,
     auto_answer: bool,
@@ -59,6 +64,16 @@ struct Station {
 }
 
 impl Station {
+    fn new(number: String, name: Option<String>) -> Station {
+        let name = name.unwrap_or_else(|| format!("Extension {number}"));
+        Station {
+            number,
+            name,
+            present: true,
+            ..Station::default()
+        }
+    }
+
     fn forward(&self, mode: ForwardMode) -> Option<&str> {
         self.forwards
             .iter()
@@ -72,6 +87,8 @@ impl Station {
 pub(crate) struct Switch {
     config: SimConfig,
     stations: Vec<Station>,
+    /// Extension number to station index, removed extensions included.
+    by_number: HashMap<String, usize>,
     legs: HashMap<LegId, Leg>,
     next_leg: LegId,
     /// Pending timers by (due time in ms, sequence number): earliest first, ties in order.
@@ -88,8 +105,10 @@ impl Switch {
     /// A switch with every extension idle. `config` must have passed
     /// [`SimConfig::validate`]; extensions in `auto_answer` that are not ours are ignored.
     pub fn new(config: SimConfig) -> Switch {
-        let count = config.extensions as usize;
-        let mut stations = vec![Station::default(); count];
+        let first = u64::from(config.first_extension);
+        let mut stations: Vec<Station> = (0..u64::from(config.extensions))
+            .map(|offset| Station::new((first + offset).to_string(), None))
+            .collect();
         for extension in &config.auto_answer {
             if let Some(station) = config
                 .extension_index(extension)
@@ -98,9 +117,15 @@ impl Switch {
                 station.auto_answer = true;
             }
         }
+        let by_number = stations
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.number.clone(), i))
+            .collect();
         Switch {
             config,
             stations,
+            by_number,
             legs: HashMap::new(),
             next_leg: 1,
             timers: BTreeMap::new(),
@@ -112,18 +137,20 @@ impl Switch {
 
     /// Every extension, in number order.
     pub fn devices(&self) -> Vec<Device> {
-        (0..self.stations.len())
-            .map(|station| Device {
-                key: self.station_key(station),
-                address: self.station_number(station),
-                name: self.station_name(station),
+        self.present_stations()
+            .map(|station| {
+                Device::new(
+                    self.station_key(station).0,
+                    self.station_number(station),
+                    self.station_name(station),
+                )
             })
             .collect()
     }
 
     /// The forwarding and do-not-disturb of every extension, defaults included.
     pub fn statuses(&self) -> Vec<DeviceStatus> {
-        (0..self.stations.len())
+        self.present_stations()
             .map(|station| self.status(station))
             .collect()
     }
@@ -183,6 +210,7 @@ impl Switch {
                 self.set_do_not_disturb(&device, enabled).map(done)
             }
             C::Simulate { device, action } => self.simulate(&device, action).map(done),
+            C::SimulatePbx(action) => self.change_extensions(action).map(done),
         }
     }
 
@@ -216,11 +244,11 @@ impl Switch {
     // ----- extensions -----
 
     fn station_index(&self, device: &DeviceKey) -> Result<usize, TapiError> {
-        self.config.extension_index(&device.0).ok_or_else(|| {
+        self.extension(&device.0).ok_or_else(|| {
             TapiError::new(
                 ErrorKind::InvalidLine,
                 format!(
-                    "no extension {:?} on this switch (extensions {})",
+                    "no extension {:?} on this switch (configured {})",
                     device.0,
                     self.config.range_text()
                 ),
@@ -228,8 +256,23 @@ impl Switch {
         })
     }
 
+    /// The station of a present extension with this number.
+    fn extension(&self, number: &str) -> Option<usize> {
+        self.by_number
+            .get(number)
+            .copied()
+            .filter(|i| self.stations[*i].present)
+    }
+
+    fn present_stations(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.stations.len()).filter(|i| self.stations[*i].present)
+    }
+
     fn station_number(&self, station: usize) -> String {
-        (u64::from(self.config.first_extension) + station as u64).to_string()
+        self.stations
+            .get(station)
+            .map(|s| s.number.clone())
+            .unwrap_or_default()
     }
 
     fn station_key(&self, station: usize) -> DeviceKey {
@@ -237,7 +280,10 @@ impl Switch {
     }
 
     fn station_name(&self, station: usize) -> String {
-        format!("Extension {}", self.station_number(station))
+        self.stations
+            .get(station)
+            .map(|s| s.name.clone())
+            .unwrap_or_default()
     }
 
     fn station_party(&self, station: usize) -> Party {

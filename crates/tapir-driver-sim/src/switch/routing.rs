@@ -38,7 +38,7 @@ impl Switch {
     /// Where the dialled number `to` leads.
     pub(super) fn target(&self, to: &str) -> Result<Target, TapiError> {
         let number = dial::normalize(to)?;
-        if let Some(station) = self.config.extension_index(&number) {
+        if let Some(station) = self.extension(&number) {
             return Ok(Target::Extension(station));
         }
         let (behaviour, name) = self.config.external_for(&number);

@@ -116,6 +116,28 @@ impl Server {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("tapir {args:?}: {e}: {text}"))
     }
 
+    /// How many events the server has published so far: the sequence number of a fresh
+    /// snapshot (`watch --count 0` prints the snapshot and stops).
+    pub fn event_count(&self) -> u64 {
+        let snapshot = self.cli_json(&["watch", "--count", "0"]);
+        assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
+        snapshot["seq"].as_u64().expect("snapshot seq")
+    }
+
+    /// Every event so far, replayed with `watch --json --since 0`.
+    pub fn all_events(&self) -> Vec<Value> {
+        let count = self.event_count().to_string();
+        let text = self.cli_ok(&["watch", "--json", "--since", "0", "--count", &count]);
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+            .collect()
+    }
+
+    /// The server's process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the server with SIGTERM, as an operator would, and waits for it.
     pub fn stop(mut self) {
         let _ = Command::new("kill")

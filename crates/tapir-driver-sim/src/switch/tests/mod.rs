@@ -5,6 +5,7 @@
 //! `Completed` before any report of the new call.
 
 mod basic;
+mod extensions;
 mod features;
 mod handset;
 

@@ -1,0 +1,102 @@
+//! Administrative endpoints: purging defunct lines, simulated-PBX changes, config reload,
+//! connection tests and log levels.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use tapir_model::LineId;
+use tapir_wire::{
+    CommandDto, CommandResultDto, ErrorDto, InstanceTestDto, LogLevelBody, PbxSimActionDto,
+    PurgeBody, PurgedDto, ReloadDto,
+};
+
+use crate::error::ApiError;
+use crate::rest::{JsonBody, parse_id, run};
+use crate::{AdminError, ApiState};
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> ApiError {
+        match e {
+            AdminError::NotFound(m) => ApiError::NotFound(m),
+            AdminError::Invalid(m) => ApiError::Unprocessable(m),
+        }
+    }
+}
+
+fn admin(state: &ApiState) -> Result<std::sync::Arc<dyn crate::Admin>, ApiError> {
+    state.admin.clone().ok_or_else(|| {
+        ApiError::NotImplemented("this server was started without administration".into())
+    })
+}
+
+async fn purge(state: &ApiState, lines: Vec<u32>) -> Result<Json<PurgedDto>, ApiError> {
+    let purged = state
+        .engine
+        .purge_lines(lines.into_iter().map(LineId).collect())
+        .await?;
+    Ok(Json(PurgedDto {
+        purged: purged.into_iter().map(|l| l.0).collect(),
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/lines/purge", tag = "administration",
+    request_body = PurgeBody,
+    responses((status = 200, body = PurgedDto), (status = 409, body = ErrorDto)))]
+pub(crate) async fn purge_lines(
+    State(state): State<ApiState>,
+    JsonBody(body): JsonBody<PurgeBody>,
+) -> Result<Json<PurgedDto>, ApiError> {
+    purge(&state, body.lines).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/lines/{id}", tag = "administration",
+    params(("id" = u32, Path, description = "A defunct line")),
+    responses((status = 200, body = PurgedDto), (status = 404, body = ErrorDto),
+        (status = 409, body = ErrorDto, description = "The line is not defunct")))]
+pub(crate) async fn purge_line(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<PurgedDto>, ApiError> {
+    let id = parse_id(&id, "line")?;
+    purge(&state, vec![id]).await
+}
+
+#[utoipa::path(post, path = "/api/v1/instances/{name}/sim", tag = "simulator",
+    params(("name" = String, Path)), request_body = PbxSimActionDto,
+    responses((status = 200, body = CommandResultDto), (status = 422, body = ErrorDto)))]
+pub(crate) async fn simulate_pbx(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    JsonBody(action): JsonBody<PbxSimActionDto>,
+) -> Result<Json<CommandResultDto>, ApiError> {
+    Ok(Json(run(&state, CommandDto::sim_pbx(name, action)).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/reload", tag = "administration",
+    responses((status = 200, body = ReloadDto),
+        (status = 422, body = ErrorDto, description = "The config is invalid; nothing changed")))]
+pub(crate) async fn reload(State(state): State<ApiState>) -> Result<Json<ReloadDto>, ApiError> {
+    Ok(Json(admin(&state)?.reload().await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/instances/{name}/test", tag = "administration",
+    params(("name" = String, Path)),
+    responses((status = 200, body = InstanceTestDto, description = "The test ran; `ok` says \
+        whether the PBX could be reached"), (status = 404, body = ErrorDto)))]
+pub(crate) async fn test_instance(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<InstanceTestDto>, ApiError> {
+    Ok(Json(admin(&state)?.test_instance(name).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/instances/{name}/log", tag = "administration",
+    params(("name" = String, Path)), request_body = LogLevelBody,
+    responses((status = 200), (status = 404, body = ErrorDto), (status = 422, body = ErrorDto)))]
+pub(crate) async fn set_log_level(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<LogLevelBody>,
+) -> Result<Json<LogLevelBody>, ApiError> {
+    admin(&state)?.set_log_level(name, body.level.clone())?;
+    Ok(Json(body))
+}
