@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use tapir_core::{LineNameTemplate, Presentation, TemplateError};
+use tapir_driver_ami::{AmiConfig, AmiProvider};
 use tapir_driver_sim::{SimConfig, SimProvider};
 use tapir_provider::{Provider, ProviderError};
 
@@ -77,6 +78,8 @@ pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 pub enum DriverConfig {
     /// The built-in simulated PBX.
     Sim(SimConfig),
+    /// Asterisk (and FreePBX) over the Asterisk Manager Interface.
+    Asterisk(AmiConfig),
 }
 
 /// Why a config cannot be used.
@@ -192,12 +195,14 @@ impl DriverConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             DriverConfig::Sim(_) => "sim",
+            DriverConfig::Asterisk(_) => "asterisk",
         }
     }
 
     fn validate(&self) -> Result<(), ProviderError> {
         match self {
             DriverConfig::Sim(sim) => sim.validate(),
+            DriverConfig::Asterisk(ami) => ami.validate(),
         }
     }
 
@@ -205,6 +210,7 @@ impl DriverConfig {
     pub fn build(&self) -> Result<Box<dyn Provider>, ProviderError> {
         match self {
             DriverConfig::Sim(sim) => Ok(Box::new(SimProvider::new(sim.clone())?)),
+            DriverConfig::Asterisk(ami) => Ok(Box::new(AmiProvider::new(ami.clone())?)),
         }
     }
 
@@ -215,6 +221,12 @@ impl DriverConfig {
                 "simulated PBX, {} extensions from {}",
                 sim.extensions, sim.first_extension
             ),
+            DriverConfig::Asterisk(ami) => {
+                format!(
+                    "Asterisk AMI at {}:{} as {}",
+                    ami.host, ami.port, ami.username
+                )
+            }
         }
     }
 }

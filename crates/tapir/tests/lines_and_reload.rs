@@ -255,3 +255,40 @@ fn instance_tests_and_log_levels() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown log level"));
 }
+
+#[test]
+fn an_unreachable_pbx_is_reported_precisely() {
+    // Nothing listens on this port: find a free one and release it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = sim_instance("office", 201, 2, None)
+        + &format!(
+            "[[instances]]\nname = \"pbx\"\n[instances.driver]\ntype = \"asterisk\"\n\
+             host = \"127.0.0.1\"\nport = {port}\nusername = \"tapir\"\nsecret = \"s3cret\"\n"
+        );
+    let server = Server::with_config(&config);
+    let out = server.cli(&["--json", "instance", "test", "pbx"]);
+    assert!(!out.status.success(), "the test must fail");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let summary = report["summary"].as_str().unwrap();
+    assert!(summary.contains(&format!("127.0.0.1:{port}")), "{summary}");
+    assert!(
+        !summary.contains("s3cret"),
+        "the secret never shows: {summary}"
+    );
+
+    let instances = server.cli_json(&["instances"]);
+    let pbx = instances
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "pbx")
+        .unwrap();
+    assert_ne!(pbx["status"], "up", "{pbx}");
+    // The simulated instance works regardless.
+    assert_eq!(server.cli_json(&["instance", "test", "office"])["ok"], true);
+}

@@ -195,7 +195,11 @@ impl Owner {
         let now = now_ms();
         match event {
             ProviderEvent::Up => self.set_status(id, InstanceStatus::Up),
-            ProviderEvent::Down { reason } => self.set_status(id, InstanceStatus::Down { reason }),
+            ProviderEvent::Down { reason } => {
+                self.set_status(id, InstanceStatus::Down { reason });
+                // It tried and failed: start-up need not wait for it any longer.
+                self.mark_settled(id);
+            }
             ProviderEvent::Synchronized {
                 devices,
                 calls,

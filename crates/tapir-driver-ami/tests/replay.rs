@@ -1,0 +1,389 @@
+//! The provider against the replay peer: real captured AMI traffic over TCP, driven through
+//! tapir's commands, with assertions on the TAPI-level reports per line.
+
+mod support;
+
+use std::time::Duration;
+
+use tapir_model::{CallReason, ErrorKind};
+use tapir_provider::{
+    CallRef, Completion, DeviceKey, Provider, ProviderCommand, ProviderError, ProviderEvent,
+};
+
+use support::peer::{Library, Peer, Script};
+use support::transcript::{Step, Transcript};
+use support::{Running, config, reports, states_of};
+
+/// The steps of `transcript` from the action recorded as `id` on.
+fn steps_from(transcript: &Transcript, id: &str) -> Vec<Step> {
+    let start = transcript
+        .steps
+        .iter()
+        .position(|s| matches!(s, Step::Received(b) if b.action_id() == Some(id)))
+        .expect("the action is recorded");
+    transcript.steps[start..].to_vec()
+}
+
+/// Starts a provider against a peer playing `script`, and reads `Up` and `Synchronized`.
+async fn connected(script: Script) -> (Peer, Running) {
+    let peer = Peer::start(Library::recorded(), vec![script]).await;
+    let mut running = Running::start(config(peer.port));
+    assert_eq!(running.next().await, ProviderEvent::Up);
+    let ProviderEvent::Synchronized { devices, calls, .. } = running.next().await else {
+        panic!("Synchronized must follow Up");
+    };
+    let keys: Vec<_> = devices.iter().map(|d| d.key.0.as_str()).collect();
+    assert_eq!(keys, ["201", "202", "203"]);
+    assert!(calls.is_empty());
+    peer.go();
+    (peer, running)
+}
+
+fn device(key: &str) -> DeviceKey {
+    DeviceKey(key.into())
+}
+
+/// Reads until `device`'s appearance reaches `state`, returning its call and the events.
+async fn until_state(
+    running: &mut Running,
+    device: &str,
+    state: &str,
+    seen: &mut Vec<ProviderEvent>,
+) -> CallRef {
+    let (event, before) = running
+        .until(|e| matches!(e, ProviderEvent::Call(r) if r.device.0 == device && r.state.name() == state))
+        .await;
+    seen.extend(before);
+    seen.push(event.clone());
+    let ProviderEvent::Call(report) = event else {
+        unreachable!()
+    };
+    report.call
+}
+
+/// Reads until every appearance seen has gone idle and nothing more comes.
+async fn until_quiet(running: &mut Running, seen: &mut Vec<ProviderEvent>) {
+    while let Some(event) = running.next_within(Duration::from_millis(300)).await {
+        seen.push(event);
+    }
+}
+
+/// The made call completes with its reference before the call's first report.
+fn completion_comes_first(seen: &[ProviderEvent], request: tapir_model::RequestId) -> CallRef {
+    let position = seen
+        .iter()
+        .position(|e| matches!(e, ProviderEvent::Completed { request: r, .. } if *r == request))
+        .expect("the request completed");
+    let ProviderEvent::Completed {
+        outcome: Ok(Completion::Call(call)),
+        ..
+    } = &seen[position]
+    else {
+        panic!(
+            "the made call completes with its call: {:?}",
+            seen[position]
+        );
+    };
+    let first_report = seen
+        .iter()
+        .position(|e| matches!(e, ProviderEvent::Call(r) if r.call == *call))
+        .expect("the call is reported");
+    assert!(
+        position < first_report,
+        "completion must precede the first report"
+    );
+    call.clone()
+}
+
+#[tokio::test]
+async fn basic_call_made_and_dropped_through_tapir() {
+    let basic = Transcript::load("basic-call.txt");
+    let (peer, mut running) =
+        connected(Script::new(&steps_from(&basic, "a6"), &["a6", "a8"])).await;
+    let request = running
+        .command(ProviderCommand::MakeCall {
+            device: device("201"),
+            to: "202".into(),
+        })
+        .await;
+    let mut seen = Vec::new();
+    let call = until_state(&mut running, "201", "connected", &mut seen).await;
+    running
+        .command(ProviderCommand::Drop { call: call.clone() })
+        .await;
+    until_quiet(&mut running, &mut seen).await;
+    assert_eq!(completion_comes_first(&seen, request), call);
+    let r = reports(&seen);
+    assert_eq!(
+        states_of(&r, "201"),
+        [
+            "dialing",
+            "proceeding",
+            "ringback",
+            "connected",
+            "disconnected/normal",
+            "idle"
+        ]
+    );
+    assert_eq!(
+        states_of(&r, "202"),
+        ["offering", "connected", "disconnected/normal", "idle"]
+    );
+    let actions = peer.actions();
+    let originate = actions
+        .iter()
+        .find(|a| a.get("Action") == Some("Originate"))
+        .expect("sent");
+    assert_eq!(originate.get("Channel"), Some("PJSIP/201"));
+    assert_eq!(originate.get("Exten"), Some("202"));
+    assert_eq!(originate.get("Context"), Some("internal"));
+    assert_eq!(originate.get("Async"), Some("true"));
+    assert_eq!(originate.get("CallerID"), Some("\"Extension 201\" <201>"));
+    let hangup = actions
+        .iter()
+        .find(|a| a.get("Action") == Some("Hangup"))
+        .expect("sent");
+    assert_eq!(hangup.get("Channel"), Some("PJSIP/201-00000004"));
+    let completions: Vec<_> = seen
+        .iter()
+        .filter(|e| matches!(e, ProviderEvent::Completed { .. }))
+        .collect();
+    assert_eq!(completions.len(), 2, "each request completes exactly once");
+    running.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn ringing_answered_at_the_phone_then_dropped() {
+    let scenarios = Transcript::load("scenarios.txt");
+    let steps = scenarios.scenario("ring_manual_answer");
+    let (_peer, mut running) = connected(Script::new(steps, &["a2", "a5"])).await;
+    let request = running
+        .command(ProviderCommand::MakeCall {
+            device: device("201"),
+            to: "202".into(),
+        })
+        .await;
+    let mut seen = Vec::new();
+    let ringing = until_state(&mut running, "202", "offering", &mut seen).await;
+    until_state(&mut running, "202", "connected", &mut seen).await;
+    running
+        .command(ProviderCommand::Drop { call: ringing })
+        .await;
+    until_quiet(&mut running, &mut seen).await;
+    completion_comes_first(&seen, request);
+    let r = reports(&seen);
+    assert_eq!(
+        states_of(&r, "202"),
+        ["offering", "connected", "disconnected/normal", "idle"]
+    );
+    assert_eq!(
+        states_of(&r, "201").last().map(String::as_str),
+        Some("idle")
+    );
+}
+
+#[tokio::test]
+async fn blind_transfer_by_command() {
+    let scenarios = Transcript::load("scenarios.txt");
+    let steps = scenarios.scenario("ami_blindtransfer");
+    let (peer, mut running) = connected(Script::new(steps, &["a12", "a14"])).await;
+    running
+        .command(ProviderCommand::MakeCall {
+            device: device("201"),
+            to: "202".into(),
+        })
+        .await;
+    let mut seen = Vec::new();
+    let answered = until_state(&mut running, "202", "connected", &mut seen).await;
+    let transfer = running
+        .command(ProviderCommand::BlindTransfer {
+            call: answered,
+            to: "203".into(),
+        })
+        .await;
+    until_state(&mut running, "203", "connected", &mut seen).await;
+    until_quiet(&mut running, &mut seen).await;
+    assert!(seen.contains(&ProviderEvent::Completed {
+        request: transfer,
+        outcome: Ok(Completion::Done)
+    }));
+    let sent = peer.actions();
+    let action = sent
+        .iter()
+        .find(|a| a.get("Action") == Some("BlindTransfer"))
+        .expect("sent");
+    assert_eq!(action.get("Channel"), Some("PJSIP/202-0000000b"));
+    assert_eq!(action.get("Exten"), Some("203"));
+    let r = reports(&seen);
+    let target = r
+        .iter()
+        .find(|rep| rep.device.0 == "203")
+        .expect("203 rings");
+    assert_eq!(target.reason, CallReason::Transfer);
+    assert_eq!(target.redirecting.number.as_deref(), Some("202"));
+    assert_eq!(
+        states_of(&r, "202").last().map(String::as_str),
+        Some("idle")
+    );
+}
+
+#[tokio::test]
+async fn redirect_sends_the_other_party_elsewhere() {
+    let scenarios = Transcript::load("scenarios.txt");
+    let steps = scenarios.scenario("ami_redirect");
+    let (peer, mut running) = connected(Script::new(steps, &["a19", "a21"])).await;
+    running
+        .command(ProviderCommand::MakeCall {
+            device: device("201"),
+            to: "202".into(),
+        })
+        .await;
+    let mut seen = Vec::new();
+    let at_202 = until_state(&mut running, "202", "connected", &mut seen).await;
+    running
+        .command(ProviderCommand::Redirect {
+            call: at_202,
+            to: "203".into(),
+        })
+        .await;
+    until_state(&mut running, "203", "connected", &mut seen).await;
+    until_quiet(&mut running, &mut seen).await;
+    let sent = peer.actions();
+    let action = sent
+        .iter()
+        .find(|a| a.get("Action") == Some("Redirect"))
+        .expect("sent");
+    // The party calling 202 (201's channel) is redirected; 202's leg is hung up.
+    assert_eq!(action.get("Channel"), Some("PJSIP/201-0000000d"));
+    let r = reports(&seen);
+    assert_eq!(
+        states_of(&r, "202").last().map(String::as_str),
+        Some("idle")
+    );
+    let target = r
+        .iter()
+        .find(|rep| rep.device.0 == "203")
+        .expect("203 rings");
+    assert_eq!(target.reason, CallReason::Redirect);
+    assert_eq!(target.redirecting.number.as_deref(), Some("202"));
+}
+
+#[tokio::test]
+async fn a_failed_originate_completes_with_an_error_and_no_call() {
+    let scenarios = Transcript::load("scenarios.txt");
+    let steps = scenarios.scenario("originate failure");
+    let (_peer, mut running) = connected(Script::new(steps, &["a52"])).await;
+    let request = running
+        .command(ProviderCommand::MakeCall {
+            device: device("203"),
+            to: "202".into(),
+        })
+        .await;
+    let (event, before) = running
+        .until(|e| matches!(e, ProviderEvent::Completed { .. }))
+        .await;
+    assert!(reports(&before).is_empty());
+    let ProviderEvent::Completed {
+        request: r,
+        outcome: Err(error),
+    } = event
+    else {
+        panic!("an error: {event:?}");
+    };
+    assert_eq!(r, request);
+    assert_eq!(error.kind, ErrorKind::OperationFailed);
+    assert!(error.message.contains("203"), "{}", error.message);
+}
+
+#[tokio::test]
+async fn commands_for_unknown_calls_and_lines_fail_precisely() {
+    let (_peer, mut running) = connected(Script::default()).await;
+    let request = running
+        .command(ProviderCommand::Drop {
+            call: CallRef("nope".into()),
+        })
+        .await;
+    let event = running.next().await;
+    assert!(
+        matches!(event, ProviderEvent::Completed { request: r, outcome: Err(ref e) } if r == request && e.kind == ErrorKind::InvalidCall)
+    );
+    running
+        .command(ProviderCommand::MakeCall {
+            device: device("299"),
+            to: "202".into(),
+        })
+        .await;
+    let event = running.next().await;
+    assert!(
+        matches!(event, ProviderEvent::Completed { outcome: Err(ref e), .. } if e.kind == ErrorKind::InvalidLine)
+    );
+    running
+        .command(ProviderCommand::Hold {
+            call: CallRef("x".into()),
+        })
+        .await;
+    let event = running.next().await;
+    assert!(
+        matches!(event, ProviderEvent::Completed { outcome: Err(ref e), .. } if e.kind == ErrorKind::OperationUnavailable)
+    );
+}
+
+#[tokio::test]
+async fn do_not_disturb_goes_to_astdb() {
+    let (peer, mut running) = connected(Script::default()).await;
+    let request = running
+        .command(ProviderCommand::SetDoNotDisturb {
+            device: device("202"),
+            enabled: false,
+        })
+        .await;
+    // Removing an entry that is not there is what the user wanted.
+    assert_eq!(
+        running.next().await,
+        ProviderEvent::Completed {
+            request,
+            outcome: Ok(Completion::Done)
+        }
+    );
+    let sent = peer.actions();
+    let del = sent
+        .iter()
+        .find(|a| a.get("Action") == Some("DBDel"))
+        .expect("sent");
+    assert_eq!(
+        (del.get("Family"), del.get("Key")),
+        (Some("DND"), Some("202"))
+    );
+}
+
+#[tokio::test]
+async fn the_connection_test_reports_versions_and_endpoints() {
+    let peer = Peer::start(Library::recorded(), Vec::new()).await;
+    let provider = tapir_driver_ami::AmiProvider::new(config(peer.port)).expect("valid");
+    assert_eq!(provider.kind(), "asterisk");
+    let report = provider.test_connection().await.expect("connects");
+    assert_eq!(report.devices, 3);
+    assert!(
+        report.summary.contains("Asterisk 22.10.1"),
+        "{}",
+        report.summary
+    );
+    assert!(report.summary.contains("AMI 11.0.0"), "{}", report.summary);
+    let login = peer.actions().into_iter().next().expect("a login");
+    assert_eq!(login.get("Events"), Some("off"));
+}
+
+#[tokio::test]
+async fn the_connection_test_says_why_it_cannot_connect() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    drop(listener);
+    let provider = tapir_driver_ami::AmiProvider::new(config(port)).expect("valid");
+    let error = provider
+        .test_connection()
+        .await
+        .expect_err("nothing listens");
+    assert!(matches!(error, ProviderError::Connect { .. }), "{error}");
+}
