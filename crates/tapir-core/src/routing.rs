@@ -4,8 +4,8 @@
 //! a feature the driver lacks) is refused here with a precise error and never reaches the PBX.
 
 use tapir_model::{
-    Call, CallFeatures, CallId, CallState, Capabilities, Command, ErrorKind, InstanceId, LineId,
-    LineStatus, PickupTarget, TapiError,
+    Call, CallFeatures, CallId, CallState, Capabilities, Command, ErrorKind, Forward, InstanceId,
+    LineId, LineStatus, PickupTarget, TapiError,
 };
 use tapir_provider::{CallRef, DeviceKey, PickupFrom, ProviderCommand};
 
@@ -18,6 +18,9 @@ pub(crate) trait InstanceLookup {
 
     /// The instance with this name.
     fn by_name(&self, name: &str) -> Option<InstanceId>;
+
+    /// A client's number as the instance's PBX must receive it.
+    fn dialable(&self, instance: InstanceId, number: &str) -> Result<String, TapiError>;
 }
 
 /// The provider command for `command`, and the instance that must carry it out.
@@ -34,7 +37,7 @@ pub(crate) fn route(
                 instance,
                 ProviderCommand::MakeCall {
                     device,
-                    to: dial_string(to)?,
+                    to: instances.dialable(instance, to)?,
                 },
             ))
         }
@@ -51,20 +54,17 @@ pub(crate) fn route(
             ProviderCommand::Unhold { call }
         }),
         Command::BlindTransfer { call, to } => {
-            let to = dial_string(to)?;
-            r.on_call(*call, CallFeatures::BLIND_TRANSFER, |call| {
+            r.dialling(*call, CallFeatures::BLIND_TRANSFER, to, |call, to| {
                 ProviderCommand::BlindTransfer { call, to }
             })
         }
         Command::Consult { call, to } => {
-            let to = dial_string(to)?;
-            r.on_call(*call, CallFeatures::CONSULT, |call| {
+            r.dialling(*call, CallFeatures::CONSULT, to, |call, to| {
                 ProviderCommand::Consult { call, to }
             })
         }
         Command::Redirect { call, to } => {
-            let to = dial_string(to)?;
-            r.on_call(*call, CallFeatures::REDIRECT, |call| {
+            r.dialling(*call, CallFeatures::REDIRECT, to, |call, to| {
                 ProviderCommand::Redirect { call, to }
             })
         }
@@ -82,16 +82,17 @@ pub(crate) fn route(
         Command::Pickup { line, target } => r.pickup(*line, target),
         Command::SetForwards { line, forwards } => {
             let (instance, device) = r.line(*line, Capabilities::FORWARD, "call forwarding")?;
-            for forward in forwards {
-                dial_string(&forward.destination)?;
-            }
-            Ok((
-                instance,
-                ProviderCommand::SetForwards {
-                    device,
-                    forwards: forwards.clone(),
-                },
-            ))
+            let forwards = forwards
+                .iter()
+                .map(|f| {
+                    let destination = instances.dialable(instance, &f.destination)?;
+                    Ok(Forward {
+                        mode: f.mode,
+                        destination,
+                    })
+                })
+                .collect::<Result<_, TapiError>>()?;
+            Ok((instance, ProviderCommand::SetForwards { device, forwards }))
         }
         Command::SetDoNotDisturb { line, enabled } => {
             let (instance, device) =
@@ -131,18 +132,6 @@ pub(crate) fn route(
             ))
         }
     }
-}
-
-/// A number to dial, trimmed; an empty one is refused before anything is sent.
-fn dial_string(to: &str) -> Result<String, TapiError> {
-    let to = to.trim();
-    if to.is_empty() {
-        return Err(TapiError::new(
-            ErrorKind::InvalidAddress,
-            "the number to dial is empty",
-        ));
-    }
-    Ok(to.to_owned())
 }
 
 struct Router<'a, I> {
@@ -239,6 +228,21 @@ impl<I: InstanceLookup> Router<'_, I> {
         let (call, features, instance, call_ref) = self.call(id)?;
         self.require(&call, features, instance, feature)?;
         Ok((instance, build(call_ref)))
+    }
+
+    /// A call action that dials: the call must offer `feature`, and the number must be
+    /// dialable on the call's PBX.
+    fn dialling(
+        &self,
+        id: CallId,
+        feature: CallFeatures,
+        to: &str,
+        build: impl FnOnce(CallRef, String) -> ProviderCommand,
+    ) -> Result<(InstanceId, ProviderCommand), TapiError> {
+        let (call, features, instance, call_ref) = self.call(id)?;
+        self.require(&call, features, instance, feature)?;
+        let to = self.instances.dialable(instance, to)?;
+        Ok((instance, build(call_ref, to)))
     }
 
     fn swap(

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use tapir_core::{LineNameTemplate, Presentation, TemplateError};
 use tapir_driver_ami::{AmiConfig, AmiProvider};
 use tapir_driver_sim::{SimConfig, SimProvider};
+use tapir_numbers::{Location, NumberFormat, NumberPlan, PlanError};
 use tapir_provider::{Provider, ProviderError};
 
 /// The default API address: loopback only, so a fresh install exposes nothing.
@@ -55,17 +56,54 @@ pub struct InstanceConfig {
     /// Log level of this instance's driver: error, warn, info, debug or trace.
     #[serde(default)]
     pub log_level: Option<String>,
+    /// How numbers in events are shown: international, international_no_plus, phonebook,
+    /// phonebook_international or raw. Needs `location`.
+    #[serde(default)]
+    pub number_format: Option<NumberFormat>,
+    /// Where the PBX is (country, area code, access code, prefixes): how to read the numbers
+    /// it sends and dial the ones clients give. Without it numbers pass through unchanged.
+    #[serde(default)]
+    pub location: Option<Location>,
     pub driver: DriverConfig,
 }
 
+/// Why an instance's presentation settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PresentationError {
+    #[error("line_name: {0}")]
+    Template(#[from] TemplateError),
+    #[error("location: {0}")]
+    Location(#[from] PlanError),
+    #[error("number_format needs a [instances.location] to read numbers in")]
+    FormatWithoutLocation,
+}
+
 impl InstanceConfig {
-    /// How the instance's lines are presented.
-    pub fn presentation(&self) -> Result<Presentation, TemplateError> {
+    /// True when going from `self` to `new` needs the instance restarted; a new log level
+    /// alone does not.
+    pub fn restart_needed(&self, new: &InstanceConfig) -> bool {
+        let without_level = |c: &InstanceConfig| InstanceConfig {
+            log_level: None,
+            ..c.clone()
+        };
+        without_level(self) != without_level(new)
+    }
+
+    /// How the instance's lines and numbers are presented.
+    pub fn presentation(&self) -> Result<Presentation, PresentationError> {
         let line_name = match &self.line_name {
             Some(template) => LineNameTemplate::parse(template)?,
             None => LineNameTemplate::default(),
         };
-        Ok(Presentation { line_name })
+        let numbers = match (&self.location, self.number_format) {
+            (Some(location), format) => Some(NumberPlan::new(
+                location.clone(),
+                format.unwrap_or_default(),
+            )?),
+            (None, Some(_)) => return Err(PresentationError::FormatWithoutLocation),
+            (None, None) => None,
+        };
+        Ok(Presentation { line_name, numbers })
     }
 }
 
@@ -114,6 +152,8 @@ impl Config {
                 name: "sim".into(),
                 line_name: None,
                 log_level: None,
+                number_format: None,
+                location: None,
                 driver: DriverConfig::Sim(SimConfig::default()),
             }],
         }
@@ -163,7 +203,7 @@ impl Config {
                 )));
             }
             if let Err(error) = instance.presentation() {
-                return Err(invalid(format!("instances[{index}].line_name: {error}")));
+                return Err(invalid(format!("instances[{index}].{error}")));
             }
             if let Some(level) = &instance.log_level
                 && !LOG_LEVELS.contains(&level.as_str())
@@ -307,6 +347,17 @@ mod tests {
             template.contains("instances[0].line_name") && template.contains("%q at position 4"),
             "{template}"
         );
+        let country = error_of(
+            "[[instances]]\nname = \"a\"\n[instances.location]\ncountry = \"XX\"\n[instances.driver]\ntype = \"sim\"\n",
+        );
+        assert!(
+            country.contains("instances[0].location") && country.contains("XX"),
+            "{country}"
+        );
+        let lonely = error_of(
+            "[[instances]]\nname = \"a\"\nnumber_format = \"phonebook\"\n[instances.driver]\ntype = \"sim\"\n",
+        );
+        assert!(lonely.contains("needs a [instances.location]"), "{lonely}");
         let level = error_of(
             "[[instances]]\nname = \"a\"\nlog_level = \"loud\"\n[instances.driver]\ntype = \"sim\"\n",
         );

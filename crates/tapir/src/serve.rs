@@ -176,9 +176,7 @@ impl ServerAdmin {
                     report.added.push(instance.name.clone());
                     changes.push(InstanceChange::Add(spec()?));
                 }
-                Some(old)
-                    if old.driver != instance.driver || old.line_name != instance.line_name =>
-                {
+                Some(old) if old.restart_needed(instance) => {
                     report.restarted.push(instance.name.clone());
                     changes.push(InstanceChange::Replace(spec()?));
                 }
@@ -194,6 +192,13 @@ impl ServerAdmin {
             .reconfigure(changes)
             .await
             .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        // Answer once the new and restarted instances have their lines, as at start-up.
+        if tokio::time::timeout(SETTLE_TIMEOUT, self.engine.settled())
+            .await
+            .is_err()
+        {
+            tracing::warn!("not every PBX reported its devices within {SETTLE_TIMEOUT:?}");
+        }
         if new.server.listen != current.server.listen
             || new.server.data_dir != current.server.data_dir
         {

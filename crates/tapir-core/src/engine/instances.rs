@@ -226,7 +226,10 @@ impl Owner {
                 let present = calls.iter().map(|c| c.call.clone()).collect();
                 self.tables.end_calls_except(id, &present, now, &mut events);
                 let capabilities = self.capabilities(id);
-                for report in calls {
+                for mut report in calls {
+                    if let Some(instance) = self.instances.0.get(&id) {
+                        instance.presentation.present_report(&mut report);
+                    }
                     self.tables
                         .apply_report(id, capabilities, report, now, &mut events);
                 }
@@ -254,8 +257,11 @@ impl Owner {
             ProviderEvent::DeviceStatus(status) => {
                 self.tables.apply_device_status(id, status, &mut events)
             }
-            ProviderEvent::Call(report) => {
+            ProviderEvent::Call(mut report) => {
                 let capabilities = self.capabilities(id);
+                if let Some(instance) = self.instances.0.get(&id) {
+                    instance.presentation.present_report(&mut report);
+                }
                 self.tables
                     .apply_report(id, capabilities, *report, now, &mut events);
             }

@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tapir_model::{Capabilities, ErrorKind, InstanceId, RequestId, TapiError};
-use tapir_provider::{PbxIdentity, Provider, ProviderError, ProviderEvent, ProviderRequest};
+use tapir_numbers::{DialError, NumberPlan};
+use tapir_provider::{
+    CallReport, PbxIdentity, Provider, ProviderError, ProviderEvent, ProviderRequest,
+};
 use tapir_store::Store;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -47,10 +50,69 @@ impl Default for EngineConfig {
     }
 }
 
-/// How an instance's lines are presented to clients.
+/// How an instance's lines and numbers are presented to clients.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Presentation {
     pub line_name: LineNameTemplate,
+    /// The location and format for numbers; `None` passes numbers through as the PBX and the
+    /// clients give them.
+    pub numbers: Option<NumberPlan>,
+}
+
+impl Presentation {
+    /// A number from the PBX, as clients see it.
+    fn present(&self, number: &str) -> String {
+        match &self.numbers {
+            Some(plan) => plan.present(number),
+            None => number.to_owned(),
+        }
+    }
+
+    /// Presents every number of a call report.
+    fn present_report(&self, report: &mut CallReport) {
+        if self.numbers.is_none() {
+            return;
+        }
+        for party in [
+            &mut report.caller,
+            &mut report.called,
+            &mut report.connected,
+            &mut report.redirecting,
+            &mut report.redirection,
+        ] {
+            if let Some(number) = &party.number {
+                party.number = Some(self.present(number));
+            }
+        }
+    }
+
+    /// A number from a client, as the PBX must receive it.
+    fn dialable(&self, number: &str) -> Result<String, TapiError> {
+        let Some(plan) = &self.numbers else {
+            let number = number.trim();
+            if number.is_empty() {
+                return Err(TapiError::new(
+                    ErrorKind::InvalidAddress,
+                    "the number to dial is empty",
+                ));
+            }
+            return Ok(number.to_owned());
+        };
+        plan.dialable(number).map_err(|error| {
+            let message = match error {
+                DialError::InvalidCharacter {
+                    character,
+                    position,
+                } => format!(
+                    "cannot dial {number:?}: {character:?} at position {} is not a dialable \
+                     character",
+                    position + 1
+                ),
+                other => other.to_string(),
+            };
+            TapiError::new(ErrorKind::InvalidAddress, message)
+        })
+    }
 }
 
 /// One configured PBX connection, ready to start.
@@ -177,6 +239,13 @@ impl InstanceLookup for Instances {
 
     fn by_name(&self, name: &str) -> Option<InstanceId> {
         Instances::by_name(self, name)
+    }
+
+    fn dialable(&self, instance: InstanceId, number: &str) -> Result<String, TapiError> {
+        match self.0.get(&instance) {
+            Some(instance) => instance.presentation.dialable(number),
+            None => Presentation::default().dialable(number),
+        }
     }
 }
 
