@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use tapir_model::LineId;
 use tapir_wire::{
     CommandDto, CommandResultDto, ErrorDto, InstanceTestDto, LogLevelBody, PbxSimActionDto,
-    PurgeBody, PurgedDto, ReloadDto,
+    PurgeBody, PurgedDto, ReloadDto, TraceBody,
 };
 
 use crate::error::ApiError;
@@ -98,5 +98,17 @@ pub(crate) async fn set_log_level(
     JsonBody(body): JsonBody<LogLevelBody>,
 ) -> Result<Json<LogLevelBody>, ApiError> {
     admin(&state)?.set_log_level(name, body.level.clone())?;
+    Ok(Json(body))
+}
+
+#[utoipa::path(put, path = "/api/v1/instances/{name}/trace", tag = "administration",
+    params(("name" = String, Path)), request_body = TraceBody,
+    responses((status = 200, body = TraceBody), (status = 404, body = ErrorDto)))]
+pub(crate) async fn set_trace(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<TraceBody>,
+) -> Result<Json<TraceBody>, ApiError> {
+    admin(&state)?.set_trace(name, body.enabled).await?;
     Ok(Json(body))
 }

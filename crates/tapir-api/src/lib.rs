@@ -68,6 +68,12 @@ pub trait Admin: Send + Sync {
     ) -> AdminFuture<Result<InstanceTestDto, AdminError>>;
     /// Sets an instance's log level while tapir runs.
     fn set_log_level(&self, instance: String, level: String) -> Result<(), AdminError>;
+    /// Switches an instance's protocol trace on or off while tapir runs.
+    fn set_trace(
+        self: Arc<Self>,
+        instance: String,
+        enabled: bool,
+    ) -> AdminFuture<Result<(), AdminError>>;
 }
 
 /// Every route of the API.
@@ -78,6 +84,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/instances/{name}/sim", post(admin::simulate_pbx))
         .route("/instances/{name}/test", post(admin::test_instance))
         .route("/instances/{name}/log", put(admin::set_log_level))
+        .route("/instances/{name}/trace", put(admin::set_trace))
         .route("/reload", post(admin::reload))
         .route("/lines/purge", post(admin::purge_lines))
         .route("/lines", get(rest::lines))

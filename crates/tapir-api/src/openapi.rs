@@ -32,7 +32,8 @@ use crate::{admin, rest};
         admin::simulate_pbx,
         admin::reload,
         admin::test_instance,
-        admin::set_log_level
+        admin::set_log_level,
+        admin::set_trace
     ),
     components(schemas(
         tapir_wire::ClientMessage,

@@ -10,6 +10,11 @@ use crate::view::{CallSnapshot, CommandOutcome, InstanceInfo, LineSnapshot, Sequ
 
 /// A request to the owner task; each carries the channel for its one reply.
 pub(crate) enum Request {
+    SetTrace {
+        instance: String,
+        enabled: bool,
+        reply: oneshot::Sender<Result<(), StartError>>,
+    },
     Purge {
         lines: Vec<LineId>,
         reply: oneshot::Sender<Result<Vec<LineId>, TapiError>>,
@@ -143,6 +148,18 @@ impl EngineHandle {
             .await
             .map_err(|_| ReconfigureError::Stopped)?
             .map_err(ReconfigureError::Refused)
+    }
+
+    /// Switches an instance's protocol trace on or off.
+    pub async fn set_trace(&self, instance: String, enabled: bool) -> Result<(), ReconfigureError> {
+        self.ask(|reply| Request::SetTrace {
+            instance,
+            enabled,
+            reply,
+        })
+        .await
+        .map_err(|_| ReconfigureError::Stopped)?
+        .map_err(ReconfigureError::Refused)
     }
 
     /// Waits until every instance has either reported its devices once or failed, so that a

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use tapir_provider::{PROTOCOL_TRACE, TraceSwitch};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_util::codec::Framed;
@@ -61,6 +62,8 @@ impl Reply {
 #[derive(Debug)]
 pub struct Connection {
     framed: Framed<TcpStream, AmiCodec>,
+    /// Whether raw traffic goes to the protocol trace.
+    trace: TraceSwitch,
     backlog: VecDeque<Message>,
     next_id: u64,
     /// The AMI protocol version from the banner.
@@ -68,6 +71,12 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Traces this connection's traffic while `trace` is on.
+    pub fn traced(mut self, trace: TraceSwitch) -> Connection {
+        self.trace = trace;
+        self
+    }
+
     /// Connects and reads the banner, within the configured timeout.
     pub async fn open(config: &AmiConfig) -> Result<Connection, LinkError> {
         let address = config.address();
@@ -97,6 +106,7 @@ impl Connection {
         };
         Ok(Connection {
             framed,
+            trace: TraceSwitch::default(),
             backlog: VecDeque::new(),
             next_id: 0,
             version,
@@ -125,7 +135,10 @@ impl Connection {
     }
 
     pub async fn send(&mut self, action: Action) -> Result<(), LinkError> {
-        tracing::trace!(?action, "ami send");
+        if self.trace.is_on() {
+            // Action's Debug redacts the secret.
+            tracing::trace!(target: PROTOCOL_TRACE, direction = "out", "{action:?}");
+        }
         self.framed.send(action).await?;
         Ok(())
     }
@@ -142,7 +155,12 @@ impl Connection {
     async fn read(&mut self) -> Result<Message, LinkError> {
         loop {
             match self.framed.next().await {
-                Some(Ok(Frame::Message(message))) => return Ok(message),
+                Some(Ok(Frame::Message(message))) => {
+                    if self.trace.is_on() {
+                        tracing::trace!(target: PROTOCOL_TRACE, direction = "in", "{message:?}");
+                    }
+                    return Ok(message);
+                }
                 Some(Ok(Frame::Garbage(error))) => {
                     tracing::warn!(%error, "skipping a malformed AMI message");
                 }

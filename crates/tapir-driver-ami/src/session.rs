@@ -134,8 +134,9 @@ impl<'a> Session<'a> {
     }
 
     async fn run(&mut self, cx: &mut ProviderContext) -> End {
+        let trace = cx.trace.clone();
         let connecting = async {
-            let mut connection = Connection::open(self.config).await?;
+            let mut connection = Connection::open(self.config).await?.traced(trace);
             connection
                 .login(self.config, &self.config.events.join(","))
                 .await?;

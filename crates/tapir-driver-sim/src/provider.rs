@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tapir_model::Capabilities;
 use tapir_provider::{
-    BoxFuture, Provider, ProviderContext, ProviderError, ProviderEvent, TestReport,
+    BoxFuture, PROTOCOL_TRACE, Provider, ProviderContext, ProviderError, ProviderEvent, TestReport,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -83,7 +83,12 @@ async fn run(config: SimConfig, mut cx: ProviderContext) -> Result<(), ProviderE
             biased;
             () = cx.shutdown.cancelled() => return Ok(()),
             request = cx.requests.recv(), if requests_open => match request {
-                Some(request) => switch.handle(elapsed_ms(start), request),
+                Some(request) => {
+                    if cx.trace.is_on() {
+                        tracing::trace!(target: PROTOCOL_TRACE, direction = "in", "{request:?}");
+                    }
+                    switch.handle(elapsed_ms(start), request)
+                }
                 None => {
                     requests_open = false;
                     continue;
@@ -92,6 +97,9 @@ async fn run(config: SimConfig, mut cx: ProviderContext) -> Result<(), ProviderE
             () = sleep_until_some(deadline) => switch.fire_due(elapsed_ms(start)),
         };
         for event in events {
+            if cx.trace.is_on() {
+                tracing::trace!(target: PROTOCOL_TRACE, direction = "out", "{event:?}");
+            }
             send(&cx.events, event).await?;
         }
     }
@@ -144,6 +152,7 @@ mod tests {
             events: event_tx,
             requests: request_rx,
             shutdown: shutdown.clone(),
+            trace: tapir_provider::TraceSwitch::default(),
         };
         let task = tokio::spawn(provider.run(cx));
         Running {

@@ -18,9 +18,14 @@
 //!   by the core.
 //! - Malformed PBX input is logged and skipped or reported as [`ProviderEvent::Down`]; it never
 //!   panics.
+//! - While [`ProviderContext::trace`] is on, raw PBX traffic is traced at `trace` level to the
+//!   target [`PROTOCOL_TRACE`], one event per message with `direction = "in"` or `"out"`,
+//!   passwords and tokens redacted. The server writes it to a rotating file.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tapir_model::{
     CallOrigin, CallReason, CallState, Capabilities, Forward, Party, PbxSimAction, RequestId,
@@ -28,6 +33,23 @@ use tapir_model::{
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// The tracing target of raw PBX traffic.
+pub const PROTOCOL_TRACE: &str = "tapir_protocol";
+
+/// Whether an instance's raw PBX traffic is being traced; the server flips it at run time.
+#[derive(Debug, Clone, Default)]
+pub struct TraceSwitch(Arc<AtomicBool>);
+
+impl TraceSwitch {
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Ordering::Relaxed);
+    }
+}
 
 /// A boxed future that a provider returns; it owns everything it needs.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -234,6 +256,8 @@ pub struct ProviderContext {
     pub events: mpsc::Sender<ProviderEvent>,
     pub requests: mpsc::Receiver<ProviderRequest>,
     pub shutdown: CancellationToken,
+    /// Trace raw PBX traffic while this is on.
+    pub trace: TraceSwitch,
 }
 
 /// What a connection test found.

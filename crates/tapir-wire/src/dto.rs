@@ -336,3 +336,11 @@ pub struct LogLevelBody {
     /// `error`, `warn`, `info`, `debug` or `trace`; `default` follows the server's level.
     pub level: String,
 }
+
+/// Body of `PUT /instances/{name}/trace`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TraceBody {
+    /// Write the instance's raw PBX traffic to the protocol trace file.
+    pub enabled: bool,
+}

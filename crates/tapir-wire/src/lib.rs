@@ -19,7 +19,7 @@ pub use command::{CommandDto, ForwardDto, PbxSimActionDto, SimActionDto};
 pub use dto::{
     CallDto, CommandResultDto, DialBody, DndBody, EventDto, ForwardsBody, InstanceDto,
     InstanceTestDto, LineDto, LogLevelBody, PartyDto, PickupBody, PickupOntoLineBody, PurgeBody,
-    PurgedDto, ReloadDto, SequencedDto, SnapshotDto, SwapBody,
+    PurgedDto, ReloadDto, SequencedDto, SnapshotDto, SwapBody, TraceBody,
 };
 pub use error::ErrorDto;
 pub use ws::{ClientMessage, ServerMessage};

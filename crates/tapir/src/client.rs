@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use tapir_wire::{
     CallDto, CommandResultDto, DialBody, DndBody, ErrorDto, ForwardDto, ForwardsBody, InstanceDto,
     InstanceTestDto, LineDto, LogLevelBody, PbxSimActionDto, PickupOntoLineBody, PurgeBody,
-    PurgedDto, ReloadDto, SimActionDto, SwapBody,
+    PurgedDto, ReloadDto, SimActionDto, SwapBody, TraceBody,
 };
 
 /// The server address used when none is given.
@@ -291,6 +291,11 @@ impl Client {
             },
         )
         .await
+    }
+
+    pub async fn set_trace(&self, name: &str, enabled: bool) -> Result<TraceBody, ClientError> {
+        self.put(&format!("/instances/{name}/trace"), &TraceBody { enabled })
+            .await
     }
 
     pub async fn simulate_pbx(

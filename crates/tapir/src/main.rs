@@ -154,6 +154,9 @@ enum InstanceCmd {
     Test { name: String },
     /// Set the instance's log level: error, warn, info, debug, trace or default.
     Log { name: String, level: String },
+    /// Write the instance's raw PBX traffic to `<data dir>/trace/protocol.*.log` (passwords
+    /// redacted), or stop.
+    Trace { name: String, state: OnOff },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -218,7 +221,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Cmd::Serve(args) => serve::run(args, logging::LogControl::install()).await,
+        Cmd::Serve(args) => serve::run(args).await,
         Cmd::CheckConfig { file } => check_config(&file),
         command => {
             let client = Client::new(&cli.server)?;
@@ -301,6 +304,12 @@ async fn client_command(client: &Client, command: Cmd, json: bool) -> Result<()>
             if !report.ok {
                 anyhow::bail!("the connection test of {name} failed");
             }
+        }
+        Cmd::Instance(InstanceCmd::Trace { name, state }) => {
+            let enabled = matches!(state, OnOff::On);
+            client.set_trace(&name, enabled).await?;
+            let word = if enabled { "on" } else { "off" };
+            output::line(&format!("{name}: protocol trace {word}"))?;
         }
         Cmd::Instance(InstanceCmd::Log { name, level }) => {
             client.set_log_level(&name, &level).await?;

@@ -65,7 +65,7 @@ fn spec(instance: &InstanceConfig) -> Result<InstanceSpec> {
     })
 }
 
-pub async fn run(args: ServeArgs, logs: LogControl) -> Result<()> {
+pub async fn run(args: ServeArgs) -> Result<()> {
     let config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::embedded_default(),
@@ -80,6 +80,7 @@ pub async fn run(args: ServeArgs, logs: LogControl) -> Result<()> {
         .or(config.server.data_dir.clone())
         .unwrap_or_else(default_data_dir);
     let store = open_store(&data_dir)?;
+    let logs = LogControl::install(&data_dir.join("trace")).map_err(anyhow::Error::msg)?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
@@ -87,7 +88,7 @@ pub async fn run(args: ServeArgs, logs: LogControl) -> Result<()> {
     let mut instances = Vec::new();
     for instance in &config.instances {
         tracing::info!(instance = %instance.name, "{}", instance.driver.describe());
-        logs.set(&instance.name, instance.log_level.as_deref())
+        logs.set_level(&instance.name, instance.log_level.as_deref())
             .map_err(anyhow::Error::msg)?;
         instances.push(spec(instance)?);
     }
@@ -185,7 +186,7 @@ impl ServerAdmin {
         }
         for instance in &new.instances {
             self.logs
-                .set(&instance.name, instance.log_level.as_deref())
+                .set_level(&instance.name, instance.log_level.as_deref())
                 .map_err(AdminError::Invalid)?;
         }
         self.engine
@@ -208,6 +209,25 @@ impl ServerAdmin {
         tracing::info!(added = ?report.added, removed = ?report.removed,
             restarted = ?report.restarted, "config reloaded");
         Ok(report)
+    }
+}
+
+impl ServerAdmin {
+    /// Refuses names that are not configured (when a reload holds the config, the name is
+    /// let through: the filter then names an instance that may appear).
+    fn check_instance(&self, instance: &str) -> Result<(), AdminError> {
+        let known = self
+            .config
+            .try_lock()
+            .map(|c| c.instances.iter().any(|i| i.name == instance))
+            .unwrap_or(true);
+        if known {
+            Ok(())
+        } else {
+            Err(AdminError::NotFound(format!(
+                "no instance named {instance:?}"
+            )))
+        }
     }
 }
 
@@ -250,19 +270,23 @@ impl Admin for ServerAdmin {
     }
 
     fn set_log_level(&self, instance: String, level: String) -> Result<(), AdminError> {
-        let known = self
-            .config
-            .try_lock()
-            .map(|c| c.instances.iter().any(|i| i.name == instance))
-            .unwrap_or(true);
-        if !known {
-            return Err(AdminError::NotFound(format!(
-                "no instance named {instance:?}"
-            )));
-        }
+        self.check_instance(&instance)?;
         self.logs
-            .set(&instance, Some(&level))
+            .set_level(&instance, Some(&level))
             .map_err(AdminError::Invalid)
+    }
+
+    fn set_trace(
+        self: Arc<Self>,
+        instance: String,
+        enabled: bool,
+    ) -> AdminFuture<Result<(), AdminError>> {
+        Box::pin(async move {
+            self.engine
+                .set_trace(instance, enabled)
+                .await
+                .map_err(|e| AdminError::NotFound(e.to_string()))
+        })
     }
 }
 

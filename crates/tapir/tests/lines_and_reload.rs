@@ -292,3 +292,54 @@ fn an_unreachable_pbx_is_reported_precisely() {
     // The simulated instance works regardless.
     assert_eq!(server.cli_json(&["instance", "test", "office"])["ok"], true);
 }
+
+#[tokio::test]
+async fn a_protocol_trace_records_the_pbx_traffic_while_switched_on() {
+    let server = Server::with_config(&sim_instance("office", 201, 3, None));
+    let trace_dir = server.data_dir.join("trace");
+    let traced = || -> String {
+        std::fs::read_dir(&trace_dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect::<Vec<_>>()
+                    .join("")
+            })
+            .unwrap_or_default()
+    };
+    let line = line_of(&server, "201").await;
+    post_json(
+        &server.api(&format!("/lines/{line}/calls")),
+        json!({"to": "202"}),
+    )
+    .await;
+    assert!(
+        !traced().contains("MakeCall"),
+        "nothing is traced before it is switched on"
+    );
+
+    server.cli_ok(&["instance", "trace", "office", "on"]);
+    post_json(
+        &server.api(&format!("/lines/{line}/calls")),
+        json!({"to": "203"}),
+    )
+    .await;
+    let mut text = String::new();
+    for _ in 0..250 {
+        text = traced();
+        if text.contains("MakeCall") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(text.contains("MakeCall") && text.contains("203"), "{text}");
+    assert!(text.contains("office"), "lines name their instance: {text}");
+    assert!(
+        text.contains("direction=\"in\"") || text.contains("direction=in"),
+        "{text}"
+    );
+    server.cli_ok(&["instance", "trace", "office", "off"]);
+    let missing = server.cli(&["instance", "trace", "nowhere", "on"]);
+    assert!(!missing.status.success());
+}

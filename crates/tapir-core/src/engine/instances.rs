@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use tapir_model::{ErrorKind, InstanceId, LineId, LineStatus, TapiError};
-use tapir_provider::{Device, ProviderContext, ProviderEvent};
+use tapir_provider::{Device, ProviderContext, ProviderEvent, TraceSwitch};
 use tapir_store::{DeviceIdentity, StoreError};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -21,7 +21,8 @@ impl Owner {
         let (events_tx, mut events_rx) = mpsc::channel(4096);
         let (requests_tx, requests_rx) = mpsc::channel(1024);
         let stop = self.providers_shutdown.child_token();
-        let span = tracing::info_span!("instance", instance = %spec.name);
+        let trace = TraceSwitch::default();
+        let span = tracing::info_span!("instance", instance = spec.name.as_str());
         let driver = spec.provider.kind();
         let capabilities = spec.provider.capabilities();
         let identity = spec.provider.identity();
@@ -30,6 +31,7 @@ impl Owner {
             events: events_tx,
             requests: requests_rx,
             shutdown: stop.clone(),
+            trace: trace.clone(),
         };
         let run = spec.provider.run(cx);
         let exits = self.inbound.clone();
@@ -59,6 +61,7 @@ impl Owner {
                 status: InstanceStatus::Starting,
                 requests: requests_tx,
                 stop,
+                trace,
             },
         );
         id

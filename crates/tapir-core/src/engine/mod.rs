@@ -13,7 +13,7 @@ use std::time::Duration;
 use tapir_model::{Capabilities, ErrorKind, InstanceId, RequestId, TapiError};
 use tapir_numbers::{DialError, NumberPlan};
 use tapir_provider::{
-    CallReport, PbxIdentity, Provider, ProviderError, ProviderEvent, ProviderRequest,
+    CallReport, PbxIdentity, Provider, ProviderError, ProviderEvent, ProviderRequest, TraceSwitch,
 };
 use tapir_store::Store;
 use tokio::sync::{mpsc, oneshot};
@@ -201,6 +201,8 @@ struct Instance {
     requests: mpsc::Sender<ProviderRequest>,
     /// Stops this instance's provider alone.
     stop: CancellationToken,
+    /// Whether the provider traces its raw PBX traffic.
+    trace: TraceSwitch,
 }
 
 #[derive(Default)]
@@ -428,6 +430,22 @@ impl Owner {
             }
             Request::Purge { lines, reply } => {
                 let _ = reply.send(self.purge(lines).await);
+            }
+            Request::SetTrace {
+                instance,
+                enabled,
+                reply,
+            } => {
+                let result = match self.instances.by_name(&instance) {
+                    Some(id) => {
+                        if let Some(instance) = self.instances.0.get(&id) {
+                            instance.trace.set(enabled);
+                        }
+                        Ok(())
+                    }
+                    None => Err(StartError::UnknownInstance(instance)),
+                };
+                let _ = reply.send(result);
             }
             Request::Reconfigure { changes, reply } => {
                 let _ = reply.send(self.reconfigure(changes).await);

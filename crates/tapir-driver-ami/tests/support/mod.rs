@@ -48,6 +48,7 @@ impl Running {
             events: event_tx,
             requests: request_rx,
             shutdown: shutdown.clone(),
+            trace: tapir_provider::TraceSwitch::default(),
         };
         let task = tokio::spawn(provider.run(cx));
         Running {
