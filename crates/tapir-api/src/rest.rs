@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tapir_model::{CallId, LineId};
 use tapir_wire::{
-    CallDto, CommandDto, CommandResultDto, DialBody, DndBody, ErrorDto, ForwardsBody, InstanceDto,
-    LineDto, PickupBody, PickupOntoLineBody, SimActionDto, SwapBody,
+    CallDto, CommandDto, CommandResultDto, DialBody, DigitsBody, DndBody, ErrorDto, ForwardsBody,
+    InstanceDto, LineDto, PickupBody, PickupOntoLineBody, SimActionDto, SwapBody,
 };
 
 use crate::ApiState;
@@ -193,7 +193,7 @@ pub(crate) async fn make_call(
 #[utoipa::path(post, path = "/api/v1/calls/{id}/{action}", tag = "calls",
     params(("id" = u64, Path, description = "Call id"),
         ("action" = String, Path, description = "answer, drop, hold, unhold, swap, transfer, \
-         consult, complete-transfer, conference, redirect or pickup")),
+         consult, complete-transfer, conference, redirect, digits or pickup")),
     request_body(content = DialBody, description = "`{\"to\"}` for transfer, consult and \
         redirect; `{\"with\"}` (optional) for swap; `{\"line\"}` for pickup; none otherwise"),
     responses((status = 200, body = CommandResultDto), (status = 404, body = ErrorDto),
@@ -225,6 +225,10 @@ pub(crate) async fn call_action(
             call,
             to: parse_body::<DialBody>(&body)?.to,
         },
+        "digits" => CommandDto::GenerateDigits {
+            call,
+            digits: parse_body::<DigitsBody>(&body)?.digits,
+        },
         "redirect" => CommandDto::Redirect {
             call,
             to: parse_body::<DialBody>(&body)?.to,
@@ -240,7 +244,7 @@ pub(crate) async fn call_action(
         other => {
             return Err(ApiError::NotFound(format!(
                 "unknown call action {other:?}; use answer, drop, hold, unhold, swap, transfer, \
-                 consult, complete-transfer, conference, redirect or pickup"
+                 consult, complete-transfer, conference, redirect, digits or pickup"
             )));
         }
     };

@@ -68,6 +68,12 @@ pub(crate) fn route(
                 ProviderCommand::Redirect { call, to }
             })
         }
+        Command::GenerateDigits { call, digits } => {
+            let digits = dtmf_digits(digits)?;
+            r.on_call(*call, CallFeatures::GENERATE_DIGITS, |call| {
+                ProviderCommand::GenerateDigits { call, digits }
+            })
+        }
         Command::Swap { call, with } => r.swap(*call, *with),
         Command::CompleteTransfer { call } => {
             r.consultation(*call, CallFeatures::COMPLETE_TRANSFER, |held, consult| {
@@ -132,6 +138,30 @@ pub(crate) fn route(
             ))
         }
     }
+}
+
+/// DTMF digits as a PBX sends them: `0-9 * # A-D`, spaces ignored.
+fn dtmf_digits(digits: &str) -> Result<String, TapiError> {
+    let mut clean = String::new();
+    for (position, c) in digits.chars().enumerate() {
+        match c.to_ascii_uppercase() {
+            ' ' => {}
+            d @ ('0'..='9' | '*' | '#' | 'A'..='D') => clean.push(d),
+            other => {
+                return Err(TapiError::new(
+                    ErrorKind::InvalidParam,
+                    format!(
+                        "{other:?} at position {} is not a DTMF digit (0-9 * # A-D)",
+                        position + 1
+                    ),
+                ));
+            }
+        }
+    }
+    if clean.is_empty() {
+        return Err(TapiError::new(ErrorKind::InvalidParam, "no digits to send"));
+    }
+    Ok(clean)
 }
 
 struct Router<'a, I> {

@@ -40,7 +40,8 @@ pub fn capabilities(config: &AmiConfig) -> Capabilities {
         | Capabilities::DROP
         | Capabilities::BLIND_TRANSFER
         | Capabilities::REDIRECT
-        | Capabilities::PICKUP;
+        | Capabilities::PICKUP
+        | Capabilities::GENERATE_DIGITS;
     if config.phone_control != PhoneControl::None {
         caps |= Capabilities::ANSWER | Capabilities::HOLD;
     }
@@ -71,6 +72,20 @@ pub fn plan(
             ))
         }
         ProviderCommand::Redirect { call, to } => planner.redirect(call, to, next_id()),
+        ProviderCommand::GenerateDigits { call, digits } => {
+            // PlayDTMF sends one digit per action, in order.
+            let channel = planner.channel_name(call)?;
+            let actions = digits
+                .chars()
+                .map(|digit| {
+                    let action = Action::new("PlayDTMF", &next_id())
+                        .with("Channel", channel.clone())
+                        .with("Digit", digit.to_string());
+                    (action, Tolerate::Nothing)
+                })
+                .collect();
+            Ok(Plan::Batch(actions))
+        }
         ProviderCommand::BlindTransfer { call, to } => {
             let channel = planner.channel_name(call)?;
             let to = dialable(to)?;

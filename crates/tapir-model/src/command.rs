@@ -80,6 +80,11 @@ pub enum Command {
     Conference {
         call: CallId,
     },
+    /// Send DTMF tones on a connected call (TAPI's `lineGenerateDigits`): `0-9 * # A-D`.
+    GenerateDigits {
+        call: CallId,
+        digits: String,
+    },
     /// Deflect a ringing call elsewhere.
     Redirect {
         call: CallId,
@@ -124,6 +129,7 @@ impl Command {
             Command::CompleteTransfer { .. } => "complete_transfer",
             Command::Conference { .. } => "conference",
             Command::Redirect { .. } => "redirect",
+            Command::GenerateDigits { .. } => "generate_digits",
             Command::Pickup { .. } => "pickup",
             Command::SetForwards { .. } => "set_forwards",
             Command::SetDoNotDisturb { .. } => "set_dnd",

@@ -21,6 +21,8 @@ bitflags! {
         const DROP = 0x0000_0080;
         const HOLD = 0x0000_0800;
         const REDIRECT = 0x0002_0000;
+        /// Send DTMF tones (`LINECALLFEATURE_GENERATEDIGITS`).
+        const GENERATE_DIGITS = 0x0000_0200;
         /// Start a consultation call for a transfer (`LINECALLFEATURE_SETUPTRANSFER`).
         const CONSULT = 0x0200_0000;
         const SWAP = 0x0400_0000;
@@ -42,6 +44,7 @@ impl CallFeatures {
             (CallFeatures::COMPLETE_TRANSFER, "complete_transfer"),
             (CallFeatures::CONFERENCE, "conference"),
             (CallFeatures::REDIRECT, "redirect"),
+            (CallFeatures::GENERATE_DIGITS, "generate_digits"),
         ]
         .into_iter()
         .filter(|(flag, _)| self.contains(*flag))
@@ -68,6 +71,7 @@ bitflags! {
         const DO_NOT_DISTURB = 1 << 11;
         /// Handset and outside-world actions for demos and tests (the simulated PBX).
         const SIMULATE = 1 << 12;
+        const GENERATE_DIGITS = 1 << 13;
     }
 }
 
@@ -90,6 +94,7 @@ impl Capabilities {
             ),
             (Capabilities::CONFERENCE, CallFeatures::CONFERENCE),
             (Capabilities::REDIRECT, CallFeatures::REDIRECT),
+            (Capabilities::GENERATE_DIGITS, CallFeatures::GENERATE_DIGITS),
         ];
         for (capability, features) in pairs {
             if self.contains(capability) {
@@ -147,6 +152,7 @@ pub fn call_features<'a>(
             let mut f = CallFeatures::DROP
                 | CallFeatures::HOLD
                 | CallFeatures::BLIND_TRANSFER
+                | CallFeatures::GENERATE_DIGITS
                 | swap(other_held)
                 | complete;
             if !consult_partner {
@@ -227,7 +233,10 @@ mod tests {
     #[test]
     fn connected_alone_can_hold_transfer_and_consult() {
         let c = call(1, CONNECTED);
-        assert_eq!(features(&c, &[]), ["drop", "hold", "transfer", "consult"]);
+        assert_eq!(
+            features(&c, &[]),
+            ["drop", "hold", "transfer", "consult", "generate_digits"]
+        );
     }
 
     #[test]

@@ -221,6 +221,11 @@ pub enum ProviderCommand {
         call: CallRef,
         to: String,
     },
+    /// Send DTMF tones on a call; `digits` holds only `0-9 * # A-D`.
+    GenerateDigits {
+        call: CallRef,
+        digits: String,
+    },
     Pickup {
         device: DeviceKey,
         from: PickupFrom,

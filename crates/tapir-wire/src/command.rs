@@ -114,6 +114,11 @@ pub enum CommandDto {
         call: u64,
         to: String,
     },
+    /// Send DTMF tones on a connected call.
+    GenerateDigits {
+        call: u64,
+        digits: String,
+    },
     /// Pick up onto `line` either the ringing `call` or whatever rings at `from_line`.
     Pickup {
         line: u32,
@@ -239,6 +244,10 @@ impl CommandDto {
             CommandDto::CompleteTransfer { call: c } => Command::CompleteTransfer { call: call(c) },
             CommandDto::Conference { call: c } => Command::Conference { call: call(c) },
             CommandDto::Redirect { call: c, to } => Command::Redirect { call: call(c), to },
+            CommandDto::GenerateDigits { call: c, digits } => Command::GenerateDigits {
+                call: call(c),
+                digits,
+            },
             CommandDto::Pickup {
                 line: l,
                 call: c,

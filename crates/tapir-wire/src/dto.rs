@@ -344,3 +344,11 @@ pub struct TraceBody {
     /// Write the instance's raw PBX traffic to the protocol trace file.
     pub enabled: bool,
 }
+
+/// Body of `POST /calls/{id}/digits`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DigitsBody {
+    /// DTMF digits to send: `0-9 * # A-D`.
+    pub digits: String,
+}

@@ -17,7 +17,7 @@ pub mod ws;
 
 pub use command::{CommandDto, ForwardDto, PbxSimActionDto, SimActionDto};
 pub use dto::{
-    CallDto, CommandResultDto, DialBody, DndBody, EventDto, ForwardsBody, InstanceDto,
+    CallDto, CommandResultDto, DialBody, DigitsBody, DndBody, EventDto, ForwardsBody, InstanceDto,
     InstanceTestDto, LineDto, LogLevelBody, PartyDto, PickupBody, PickupOntoLineBody, PurgeBody,
     PurgedDto, ReloadDto, SequencedDto, SnapshotDto, SwapBody, TraceBody,
 };

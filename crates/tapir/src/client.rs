@@ -5,9 +5,9 @@ use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tapir_wire::{
-    CallDto, CommandResultDto, DialBody, DndBody, ErrorDto, ForwardDto, ForwardsBody, InstanceDto,
-    InstanceTestDto, LineDto, LogLevelBody, PbxSimActionDto, PickupOntoLineBody, PurgeBody,
-    PurgedDto, ReloadDto, SimActionDto, SwapBody, TraceBody,
+    CallDto, CommandResultDto, DialBody, DigitsBody, DndBody, ErrorDto, ForwardDto, ForwardsBody,
+    InstanceDto, InstanceTestDto, LineDto, LogLevelBody, PbxSimActionDto, PickupOntoLineBody,
+    PurgeBody, PurgedDto, ReloadDto, SimActionDto, SwapBody, TraceBody,
 };
 
 /// The server address used when none is given.
@@ -228,6 +228,16 @@ impl Client {
         self.post(
             &format!("/calls/{call}/{}", action.path()),
             &DialBody { to: to.into() },
+        )
+        .await
+    }
+
+    pub async fn digits(&self, call: u64, digits: &str) -> Result<CommandResultDto, ClientError> {
+        self.post(
+            &format!("/calls/{call}/digits"),
+            &DigitsBody {
+                digits: digits.into(),
+            },
         )
         .await
     }

@@ -88,6 +88,8 @@ enum Cmd {
     CompleteTransfer { call: u64 },
     /// Join a consultation into a three-party conference (give either call).
     Conference { call: u64 },
+    /// Send DTMF DIGITS (0-9 * # A-D) on a connected call.
+    Digits { call: u64, digits: String },
     /// Deflect a ringing call to NUMBER.
     Redirect { call: u64, number: String },
     /// Pick up onto LINE a call that rings elsewhere.
@@ -373,6 +375,7 @@ async fn client_command(client: &Client, command: Cmd, json: bool) -> Result<()>
                 .dial_action(call, DialAction::Consult, &number)
                 .await?,
         )?,
+        Cmd::Digits { call, digits } => done("digits sent", client.digits(call, &digits).await?)?,
         Cmd::Redirect { call, number } => done(
             "redirected",
             client

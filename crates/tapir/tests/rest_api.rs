@@ -313,3 +313,39 @@ async fn health_metrics_and_openapi() {
         assert!(doc["paths"].get(path).is_some(), "{path} undocumented");
     }
 }
+
+#[tokio::test]
+async fn dtmf_digits_on_a_connected_call() {
+    let server = Server::start();
+    let (a, b) = call_between(&server, "214", "215").await;
+    let (status, body) = act(&server, a, "digits", json!({"digits": "12"})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("invalid_call_state")),
+        "{body}"
+    );
+    act(&server, b, "answer", json!({})).await;
+    let talking = wait_for_call(&server, "connected", |c| {
+        c.id == a && c.state == "connected"
+    })
+    .await;
+    assert!(talking.features.contains(&"generate_digits".to_string()));
+    let (status, body) = act(&server, a, "digits", json!({"digits": "12 34#*"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = act(&server, a, "digits", json!({"digits": "12x"})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("invalid_param")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("position 3"),
+        "{body}"
+    );
+    let out = server.cli(&["digits", &a.to_string(), "99"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

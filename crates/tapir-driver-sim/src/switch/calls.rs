@@ -152,6 +152,17 @@ impl Switch {
         Ok(())
     }
 
+    /// DTMF on a connected call: the simulated far end hears it; nothing else changes.
+    pub(super) fn generate_digits(
+        &mut self,
+        call: &CallRef,
+        digits: &str,
+    ) -> Result<(), TapiError> {
+        self.leg_in(call, is_connected, "connected")?;
+        tracing::debug!(call = %call.0, digits, "DTMF sent");
+        Ok(())
+    }
+
     pub(super) fn unhold_call(&mut self, call: &CallRef) -> Result<(), TapiError> {
         let leg = self.leg_in(call, CallState::is_held, "on hold")?;
         let (id, station) = (leg.id, leg.station);

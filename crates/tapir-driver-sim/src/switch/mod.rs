@@ -204,6 +204,7 @@ impl Switch {
             }
             C::Conference { held, consult } => self.conference(&held, &consult),
             C::Redirect { call, to } => self.redirect(&call, &to).map(done),
+            C::GenerateDigits { call, digits } => self.generate_digits(&call, &digits).map(done),
             C::Pickup { device, from } => self.pickup(&device, &from),
             C::SetForwards { device, forwards } => self.set_forwards(&device, forwards).map(done),
             C::SetDoNotDisturb { device, enabled } => {
