@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tapir_core::{LineNameTemplate, Presentation, TemplateError};
 use tapir_driver_ami::{AmiConfig, AmiProvider};
+use tapir_driver_csta::{CstaConfig, CstaProvider};
 use tapir_driver_sim::{SimConfig, SimProvider};
 use tapir_numbers::{Location, NumberFormat, NumberPlan, PlanError};
 use tapir_provider::{Provider, ProviderError};
@@ -118,6 +119,8 @@ pub enum DriverConfig {
     Sim(SimConfig),
     /// Asterisk (and FreePBX) over the Asterisk Manager Interface.
     Asterisk(AmiConfig),
+    /// A PBX that speaks CSTA Phase III over XML (OpenScape Voice, MX-ONE, Avaya DMCC, ...).
+    Csta(CstaConfig),
 }
 
 /// Why a config cannot be used.
@@ -236,6 +239,7 @@ impl DriverConfig {
         match self {
             DriverConfig::Sim(_) => "sim",
             DriverConfig::Asterisk(_) => "asterisk",
+            DriverConfig::Csta(_) => "csta",
         }
     }
 
@@ -243,6 +247,7 @@ impl DriverConfig {
         match self {
             DriverConfig::Sim(sim) => sim.validate(),
             DriverConfig::Asterisk(ami) => ami.validate(),
+            DriverConfig::Csta(csta) => csta.validate(),
         }
     }
 
@@ -251,6 +256,7 @@ impl DriverConfig {
         match self {
             DriverConfig::Sim(sim) => Ok(Box::new(SimProvider::new(sim.clone())?)),
             DriverConfig::Asterisk(ami) => Ok(Box::new(AmiProvider::new(ami.clone())?)),
+            DriverConfig::Csta(csta) => Ok(Box::new(CstaProvider::new(csta.clone())?)),
         }
     }
 
@@ -267,6 +273,12 @@ impl DriverConfig {
                     ami.host, ami.port, ami.username
                 )
             }
+            DriverConfig::Csta(csta) => format!(
+                "CSTA XML at {}:{}, {} devices",
+                csta.host,
+                csta.port,
+                csta.devices.len()
+            ),
         }
     }
 }

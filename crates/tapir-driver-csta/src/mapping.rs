@@ -1,0 +1,485 @@
+//! The synchronous state machine from CSTA events to call appearances (csta-xml.md §6.2).
+//!
+//! One appearance per (monitored device, CSTA call id). Its [`CallRef`] is fixed when it is
+//! first seen and kept when the switch renumbers the call on transfer or conference, so the
+//! core keeps one call. State comes from the event type and whether the monitored device is
+//! the one that acted; `localConnectionInfo` is optional on real switches and not relied on.
+//!
+//! Conferences are reported flat: every remaining appearance is `Connected` (TAPI's parent
+//! and child appearances are not built yet).
+
+use std::collections::{BTreeMap, HashMap};
+
+use tapir_model::{
+    BusyMode, CallOrigin, CallReason, CallState, ConnectedMode, DialtoneMode, DisconnectMode,
+    Forward, ForwardMode, OfferingMode, Party,
+};
+use tapir_provider::{CallRef, CallReport, DeviceKey, DeviceStatus};
+
+use crate::message::{CallEvent, CallEventKind, ConnectionId, Event, SnapshotCall};
+
+/// What the mapping tells the core after an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Call(Box<CallReport>),
+    Status(DeviceStatus),
+}
+
+#[derive(Debug, Clone)]
+struct Appearance {
+    report: CallReport,
+    /// The device's connection as the switch names it, for requests about this call.
+    connection: ConnectionId,
+}
+
+/// All monitored devices and their call appearances.
+#[derive(Debug, Clone, Default)]
+pub struct Mapping {
+    monitors: HashMap<String, String>,
+    calls: BTreeMap<CallRef, Appearance>,
+    /// (device, CSTA call id) → the appearance's stable reference.
+    index: HashMap<(String, String), CallRef>,
+    statuses: BTreeMap<String, DeviceStatus>,
+}
+
+/// The key of a call id; switches that omit call ids (the pyssimist peer) get one call each.
+fn call_key(connection: &ConnectionId) -> String {
+    connection.call.clone().unwrap_or_else(|| "-".into())
+}
+
+/// The plain number inside an OSV identifier (`N<302118840100>;noa=nk`) or a `tel:` URI.
+pub fn number_of(identifier: &str) -> &str {
+    if let Some(start) = identifier.find('<')
+        && let Some(len) = identifier[start + 1..].find('>')
+    {
+        return &identifier[start + 1..start + 1 + len];
+    }
+    let plain = identifier.strip_prefix("tel:").unwrap_or(identifier);
+    plain.split(';').next().unwrap_or(plain)
+}
+
+fn same_device(a: &str, b: &str) -> bool {
+    number_of(a) == number_of(b)
+}
+
+fn party(identifier: &Option<String>) -> Option<Party> {
+    identifier.as_deref().map(|id| Party::number(number_of(id)))
+}
+
+impl Mapping {
+    /// Forgets everything (after the link dropped); monitors and snapshots rebuild it.
+    pub fn reset(&mut self) {
+        *self = Mapping::default();
+    }
+
+    pub fn monitor_started(&mut self, device: &str, cross_ref: &str) {
+        self.monitors
+            .insert(cross_ref.to_owned(), device.to_owned());
+    }
+
+    /// The monitored device of a cross-reference id.
+    pub fn device_for(&self, cross_ref: &str) -> Option<&str> {
+        self.monitors.get(cross_ref).map(String::as_str)
+    }
+
+    /// The reference of `device`'s appearance of `connection`, made up when new.
+    pub fn call_ref(&mut self, device: &str, connection: &ConnectionId) -> CallRef {
+        let key = (device.to_owned(), call_key(connection));
+        self.index
+            .entry(key)
+            .or_insert_with(|| CallRef(format!("{device}/{}", call_key(connection))))
+            .clone()
+    }
+
+    /// The connection a request about `call` must name.
+    pub fn connection(&self, call: &CallRef) -> Option<&ConnectionId> {
+        self.calls.get(call).map(|a| &a.connection)
+    }
+
+    /// The device `call` appears on.
+    pub fn device_of(&self, call: &CallRef) -> Option<&DeviceKey> {
+        self.calls.get(call).map(|a| &a.report.device)
+    }
+
+    /// A call alerting at `device`, for a pickup by device.
+    pub fn alerting_at(&self, device: &str) -> Option<CallRef> {
+        self.calls
+            .iter()
+            .find(|(_, a)| a.report.device.0 == device && a.report.state.is_alerting())
+            .map(|(r, _)| r.clone())
+    }
+
+    /// Every live appearance, for `Synchronized`.
+    pub fn reports(&self) -> Vec<CallReport> {
+        self.calls.values().map(|a| a.report.clone()).collect()
+    }
+
+    /// Forwarding and do-not-disturb of the devices that reported any.
+    pub fn statuses(&self) -> Vec<DeviceStatus> {
+        self.statuses.values().cloned().collect()
+    }
+
+    /// Adds the calls a SnapshotDevice answer lists for `device`.
+    pub fn snapshot(&mut self, device: &str, calls: &[SnapshotCall]) {
+        for call in calls {
+            let Some(state) = snapshot_state(&call.state) else {
+                continue;
+            };
+            let call_ref = self.call_ref(device, &call.connection);
+            let mut report = blank_report(device, call_ref.clone());
+            report.state = state;
+            let connection = self.connection_for(device, &call.connection);
+            self.calls
+                .insert(call_ref, Appearance { report, connection });
+        }
+    }
+
+    /// Applies one event; returns what changed.
+    pub fn apply(&mut self, event: &Event) -> Vec<Output> {
+        match event {
+            Event::Call(call) => {
+                let Some(device) = self.device_for(&call.cross_ref).map(String::from) else {
+                    return Vec::new();
+                };
+                self.apply_call(&device, call)
+            }
+            Event::Forwarding {
+                cross_ref,
+                kind,
+                on,
+                to,
+                ..
+            } => self.forwarding(cross_ref, kind, *on, to.as_deref()),
+            Event::DoNotDisturb { cross_ref, on, .. } => {
+                let Some(status) = self.status_for(cross_ref) else {
+                    return Vec::new();
+                };
+                status.do_not_disturb = *on;
+                vec![Output::Status(status.clone())]
+            }
+            Event::Service { .. } => Vec::new(),
+        }
+    }
+
+    fn status_for(&mut self, cross_ref: &str) -> Option<&mut DeviceStatus> {
+        let device = self.monitors.get(cross_ref)?.clone();
+        Some(
+            self.statuses
+                .entry(device.clone())
+                .or_insert_with(|| DeviceStatus {
+                    device: DeviceKey(device),
+                    forwards: Vec::new(),
+                    do_not_disturb: false,
+                }),
+        )
+    }
+
+    fn forwarding(
+        &mut self,
+        cross_ref: &str,
+        kind: &str,
+        on: bool,
+        to: Option<&str>,
+    ) -> Vec<Output> {
+        let mode = match kind {
+            "forwardImmediate" => ForwardMode::Unconditional,
+            "forwardBusy" => ForwardMode::Busy,
+            "forwardNoAns" => ForwardMode::NoAnswer,
+            _ => return Vec::new(),
+        };
+        let Some(status) = self.status_for(cross_ref) else {
+            return Vec::new();
+        };
+        status.forwards.retain(|f| f.mode != mode);
+        if let (true, Some(to)) = (on, to) {
+            status.forwards.push(Forward {
+                mode,
+                destination: number_of(to).to_owned(),
+            });
+        }
+        vec![Output::Status(status.clone())]
+    }
+
+    fn apply_call(&mut self, device: &str, event: &CallEvent) -> Vec<Output> {
+        match event.kind {
+            CallEventKind::Transferred | CallEventKind::Conferenced => self.merge(device, event),
+            _ => self.update(device, event).into_iter().collect(),
+        }
+    }
+
+    /// The connection to remember: the event's when it is the device's, else the device's own.
+    fn connection_for(&self, device: &str, connection: &ConnectionId) -> ConnectionId {
+        let mine = connection
+            .device
+            .as_deref()
+            .is_some_and(|d| same_device(d, device));
+        ConnectionId {
+            call: connection.call.clone(),
+            device: if mine {
+                connection.device.clone()
+            } else {
+                Some(device.to_owned())
+            },
+        }
+    }
+
+    fn update(&mut self, device: &str, event: &CallEvent) -> Option<Output> {
+        let key = (device.to_owned(), call_key(&event.connection));
+        let existing = self
+            .index
+            .get(&key)
+            .cloned()
+            .filter(|r| self.calls.contains_key(r));
+        // The acting device decides; the connection's device only when none is named.
+        let local = event
+            .subject
+            .as_deref()
+            .or(event.connection.device.as_deref())
+            .is_some_and(|d| same_device(d, device));
+        let call_ref = match existing {
+            Some(call_ref) => call_ref,
+            None if starts_call(event.kind) => {
+                let call_ref = self.call_ref(device, &event.connection);
+                let mut report = blank_report(device, call_ref.clone());
+                report.origin = origin(event, local);
+                report.reason = reason(event.cause.as_deref());
+                report.related = self.consulted_from(device, event);
+                let connection = self.connection_for(device, &event.connection);
+                self.calls
+                    .insert(call_ref.clone(), Appearance { report, connection });
+                call_ref
+            }
+            None => return None,
+        };
+        let appearance = self.calls.get_mut(&call_ref)?;
+        let report = &mut appearance.report;
+        fill_parties(report, event);
+        report.state = next_state(report.state, event, local);
+        if let (CallEventKind::Established, false) = (event.kind, local) {
+            report.connected = party(&event.subject).unwrap_or_default();
+        } else if event.kind == CallEventKind::Established {
+            let other = if report.origin == CallOrigin::Outbound {
+                &event.called
+            } else {
+                &event.calling
+            };
+            report.connected = party(other).unwrap_or_default();
+        }
+        if event.kind == CallEventKind::Diverted {
+            report.redirection = party(&event.destination).unwrap_or_default();
+        }
+        let out = report.clone();
+        if out.state == CallState::Idle {
+            self.forget(&call_ref);
+        }
+        Some(Output::Call(Box::new(out)))
+    }
+
+    /// A consultation call relates to the device's call on consultation hold.
+    fn consulted_from(&mut self, device: &str, event: &CallEvent) -> Option<CallRef> {
+        if event.cause.as_deref() != Some("consultation") {
+            return None;
+        }
+        let held = self
+            .calls
+            .iter_mut()
+            .find(|(_, a)| a.report.device.0 == device && a.report.state.is_held())?;
+        held.1.report.state = CallState::OnHoldPendTransfer;
+        Some(held.0.clone())
+    }
+
+    fn forget(&mut self, call_ref: &CallRef) {
+        self.calls.remove(call_ref);
+        self.index.retain(|_, r| r != call_ref);
+    }
+
+    /// A transfer or conference: the device that acted leaves (its secondary call ends);
+    /// the others keep their appearance under the call's new id.
+    fn merge(&mut self, device: &str, event: &CallEvent) -> Vec<Output> {
+        let acted = event
+            .subject
+            .as_deref()
+            .is_some_and(|d| same_device(d, device));
+        let olds: Vec<ConnectionId> = std::iter::once(event.connection.clone())
+            .chain(event.secondary_old.clone())
+            .collect();
+        let new_call = event
+            .changes
+            .iter()
+            .find_map(|c| c.new.call.clone())
+            .or_else(|| event.connection.call.clone());
+        let mut out = Vec::new();
+        for (i, old) in olds.iter().enumerate() {
+            let key = (device.to_owned(), call_key(old));
+            let Some(call_ref) = self.index.get(&key).cloned() else {
+                continue;
+            };
+            let Some(appearance) = self.calls.get_mut(&call_ref) else {
+                continue;
+            };
+            let report = &mut appearance.report;
+            let leaves = acted && (event.kind == CallEventKind::Transferred || i > 0);
+            if leaves {
+                report.state = CallState::Idle;
+                out.push(Output::Call(Box::new(report.clone())));
+                self.forget(&call_ref);
+                continue;
+            }
+            report.state = CallState::Connected(ConnectedMode::Active);
+            report.related = None;
+            if event.kind == CallEventKind::Transferred {
+                report.reason = CallReason::Transfer;
+                if let Some(other) = event
+                    .changes
+                    .iter()
+                    .find_map(|c| c.endpoint.as_deref().filter(|e| !same_device(e, device)))
+                {
+                    report.connected = Party::number(number_of(other));
+                }
+            }
+            appearance.connection.call = new_call.clone();
+            out.push(Output::Call(Box::new(report.clone())));
+            self.index.remove(&key);
+            let new_key = (
+                device.to_owned(),
+                new_call.clone().unwrap_or_else(|| "-".into()),
+            );
+            self.index.insert(new_key, call_ref);
+        }
+        out
+    }
+}
+
+fn blank_report(device: &str, call: CallRef) -> CallReport {
+    CallReport {
+        device: DeviceKey(device.to_owned()),
+        call,
+        state: CallState::Unknown,
+        origin: CallOrigin::Unknown,
+        reason: CallReason::Direct,
+        caller: Party::default(),
+        called: Party::default(),
+        connected: Party::default(),
+        redirecting: Party::default(),
+        redirection: Party::default(),
+        related: None,
+        conference: None,
+    }
+}
+
+fn starts_call(kind: CallEventKind) -> bool {
+    matches!(
+        kind,
+        CallEventKind::ServiceInitiated
+            | CallEventKind::Originated
+            | CallEventKind::NetworkReached
+            | CallEventKind::Delivered
+            | CallEventKind::Established
+            | CallEventKind::Queued
+            | CallEventKind::Failed
+    )
+}
+
+fn origin(event: &CallEvent, local: bool) -> CallOrigin {
+    match event.kind {
+        CallEventKind::ServiceInitiated | CallEventKind::Originated => CallOrigin::Outbound,
+        CallEventKind::Delivered | CallEventKind::Queued if local => CallOrigin::Inbound,
+        CallEventKind::Delivered | CallEventKind::NetworkReached => CallOrigin::Outbound,
+        _ => CallOrigin::Unknown,
+    }
+}
+
+/// LINECALLREASON from a CSTA event cause.
+pub fn reason(cause: Option<&str>) -> CallReason {
+    match cause.unwrap_or("") {
+        "callForwardImmediate" | "callForward" => CallReason::ForwardUnconditional,
+        "callForwardBusy" => CallReason::ForwardBusy,
+        "callForwardNoAnswer" => CallReason::ForwardNoAnswer,
+        "redirected" => CallReason::Redirect,
+        "transfer" | "singleStepTransfer" => CallReason::Transfer,
+        "callPickup" => CallReason::Pickup,
+        "park" | "parkedCall" => CallReason::Unpark,
+        _ => CallReason::Direct,
+    }
+}
+
+/// LINEDISCONNECTMODE from a CSTA event cause.
+pub fn disconnect_mode(cause: Option<&str>) -> DisconnectMode {
+    match cause.unwrap_or("") {
+        "normalClearing" | "normal" => DisconnectMode::Normal,
+        "busy" => DisconnectMode::Busy,
+        "callNotAnswered" => DisconnectMode::NoAnswer,
+        "callCancelled" => DisconnectMode::Cancelled,
+        "numberUnallocated" | "invalidNumberFormat" => DisconnectMode::BadAddress,
+        "destNotObtainable" => DisconnectMode::Unreachable,
+        "networkCongestion" | "resourcesNotAvailable" | "trunksBusy" => DisconnectMode::Congestion,
+        "doNotDisturb" => DisconnectMode::DoNotDisturb,
+        "blocked" | "callBack" => DisconnectMode::Blocked,
+        "redirected" | "callForward" => DisconnectMode::Forwarded,
+        "callPickup" => DisconnectMode::Pickup,
+        "reorderTone" | "networkOutOfOrder" => DisconnectMode::OutOfOrder,
+        _ => DisconnectMode::Unknown,
+    }
+}
+
+fn fill_parties(report: &mut CallReport, event: &CallEvent) {
+    if let Some(p) = party(&event.calling) {
+        report.caller = p;
+    }
+    if let Some(p) = party(&event.called) {
+        report.called = p;
+    }
+    if let Some(p) = party(&event.last_redirection) {
+        report.redirecting = p;
+    }
+}
+
+fn next_state(current: CallState, event: &CallEvent, local: bool) -> CallState {
+    let cause = event.cause.as_deref();
+    match event.kind {
+        CallEventKind::ServiceInitiated => CallState::Dialtone(DialtoneMode::Normal),
+        CallEventKind::Originated | CallEventKind::NetworkReached => CallState::Proceeding,
+        CallEventKind::Delivered | CallEventKind::Queued if local => {
+            CallState::Offering(OfferingMode::Active)
+        }
+        CallEventKind::Delivered => CallState::Ringback,
+        CallEventKind::Queued => CallState::Proceeding,
+        CallEventKind::Established | CallEventKind::Retrieved if local => {
+            CallState::Connected(ConnectedMode::Active)
+        }
+        CallEventKind::Established => CallState::Connected(ConnectedMode::Active),
+        CallEventKind::Held if local && current == CallState::OnHoldPendTransfer => current,
+        CallEventKind::Held if local && cause == Some("consultation") => {
+            CallState::OnHoldPendTransfer
+        }
+        CallEventKind::Held if local => CallState::OnHold,
+        CallEventKind::Held | CallEventKind::Retrieved => current,
+        CallEventKind::Failed if cause == Some("busy") => CallState::Busy(BusyMode::Station),
+        CallEventKind::Failed => CallState::Disconnected(disconnect_mode(cause)),
+        CallEventKind::ConnectionCleared if local => CallState::Idle,
+        CallEventKind::ConnectionCleared => CallState::Disconnected(disconnect_mode(cause)),
+        CallEventKind::CallCleared => CallState::Idle,
+        CallEventKind::Diverted if local => CallState::Idle,
+        CallEventKind::Diverted | CallEventKind::Transferred | CallEventKind::Conferenced => {
+            current
+        }
+    }
+}
+
+/// A snapshot's local connection state (or simple call state) as a TAPI state; `None` for
+/// connections that no longer exist.
+fn snapshot_state(state: &str) -> Option<CallState> {
+    Some(match state {
+        "null" | "callNull" => return None,
+        "initiated" | "callPending" => CallState::Dialtone(DialtoneMode::Normal),
+        "alerting" | "callReceived" => CallState::Offering(OfferingMode::Active),
+        "callDelivered" | "callOriginated" => CallState::Ringback,
+        "connected" | "callEstablished" => CallState::Connected(ConnectedMode::Active),
+        "hold" | "callEstablishedHeld" | "callReceivedOnHold" | "callEstablishedOnHold" => {
+            CallState::OnHold
+        }
+        "queued" | "callQueued" => CallState::Proceeding,
+        "fail" | "callFailed" => CallState::Busy(BusyMode::Unknown),
+        _ => CallState::Unknown,
+    })
+}

@@ -1,0 +1,365 @@
+//! The owner loop: connect, monitor and snapshot, serve commands and events, keep the link
+//! alive, and reconnect with capped back-off.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tapir_model::{ErrorKind, RequestId, TapiError};
+use tapir_provider::{
+    Completion, Device, ProviderContext, ProviderError, ProviderEvent, ProviderRequest,
+};
+use tokio::time::{Instant, interval, sleep};
+
+use crate::commands::{self, tapi_error};
+use crate::config::{CstaConfig, Dialect};
+use crate::link::{Link, LinkError};
+use crate::mapping::{Mapping, Output};
+use crate::message::{Event, Incoming, Request};
+
+/// A request waiting for its answer.
+#[derive(Debug)]
+struct Pending {
+    /// `None` for keep-alives.
+    request: Option<RequestId>,
+    sent: Instant,
+}
+
+/// A command's requests still open, and its first error.
+#[derive(Debug)]
+struct Batch {
+    remaining: usize,
+    error: Option<TapiError>,
+    creates_on: Option<String>,
+    call: Option<tapir_provider::CallRef>,
+}
+
+/// Runs until shutdown.
+pub async fn run(config: CstaConfig, mut cx: ProviderContext) -> Result<(), ProviderError> {
+    let mut delay = Duration::from_millis(config.reconnect_min_ms);
+    let max = Duration::from_millis(config.reconnect_max_ms);
+    loop {
+        let reason = tokio::select! {
+            _ = cx.shutdown.cancelled() => return Ok(()),
+            opened = Link::open(&config, cx.trace.clone()) => match opened {
+                Ok(link) => {
+                    delay = Duration::from_millis(config.reconnect_min_ms);
+                    match serve(link, &config, &mut cx).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => e,
+                    }
+                }
+                Err(e) => e,
+            },
+        };
+        tracing::warn!(instance = %cx.instance, %reason, "CSTA link down");
+        send(
+            &cx,
+            ProviderEvent::Down {
+                reason: reason.to_string(),
+            },
+        )
+        .await?;
+        let until = Instant::now() + delay;
+        delay = (delay * 2).min(max);
+        // Commands given while the link is down are refused at once, not queued.
+        loop {
+            tokio::select! {
+                _ = cx.shutdown.cancelled() => return Ok(()),
+                _ = sleep_until(until) => break,
+                Some(request) = cx.requests.recv() => {
+                    let error = TapiError::new(ErrorKind::InvalidLineState, "the CSTA link is down");
+                    send(&cx, completed(request.id, Err(error))).await?;
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(until: Instant) {
+    sleep(until.saturating_duration_since(Instant::now())).await;
+}
+
+async fn send(cx: &ProviderContext, event: ProviderEvent) -> Result<(), ProviderError> {
+    cx.events
+        .send(event)
+        .await
+        .map_err(|_| ProviderError::CoreGone)
+}
+
+fn completed(request: RequestId, outcome: Result<Completion, TapiError>) -> ProviderEvent {
+    ProviderEvent::Completed { request, outcome }
+}
+
+/// Monitors every device and reads its calls; the devices as lines.
+async fn synchronise(
+    link: &mut Link,
+    config: &CstaConfig,
+    mapping: &mut Mapping,
+) -> Result<Vec<Device>, LinkError> {
+    let mut devices = Vec::new();
+    for device in &config.devices {
+        let start = Request::MonitorStart {
+            device: device.clone(),
+        };
+        match link.call(&start, config).await? {
+            Incoming::MonitorStarted { cross_ref } => mapping.monitor_started(device, &cross_ref),
+            other => tracing::warn!(device, answer = ?other, "MonitorStart refused"),
+        }
+        let snapshot = Request::SnapshotDevice {
+            device: device.clone(),
+        };
+        if let Incoming::Snapshot { calls } = link.call(&snapshot, config).await? {
+            mapping.snapshot(device, &calls);
+        }
+        devices.push(Device::new(
+            device.clone(),
+            device.clone(),
+            format!("Device {device}"),
+        ));
+    }
+    Ok(devices)
+}
+
+/// Everything one established link does.
+struct Serve<'a> {
+    link: Link,
+    config: &'a CstaConfig,
+    mapping: Mapping,
+    pending: HashMap<u16, Pending>,
+    batches: HashMap<RequestId, Batch>,
+    /// Events held back while a call-creating command on their device awaits its answer.
+    held: Vec<Event>,
+    unanswered_keepalives: u32,
+}
+
+async fn serve(
+    mut link: Link,
+    config: &CstaConfig,
+    cx: &mut ProviderContext,
+) -> Result<(), LinkError> {
+    let mut mapping = Mapping::default();
+    let devices = synchronise(&mut link, config, &mut mapping).await?;
+    let sync = ProviderEvent::Synchronized {
+        devices,
+        calls: mapping.reports(),
+        statuses: mapping.statuses(),
+    };
+    for event in [ProviderEvent::Up, sync] {
+        cx.events.send(event).await.map_err(|_| LinkError::Closed)?;
+    }
+    let mut state = Serve {
+        link,
+        config,
+        mapping,
+        pending: HashMap::new(),
+        batches: HashMap::new(),
+        held: Vec::new(),
+        unanswered_keepalives: 0,
+    };
+    let outcome = state.run(cx).await;
+    // Whatever was in flight may or may not have happened; it is never repeated.
+    for (request, _) in state.batches.drain() {
+        let error = TapiError::new(ErrorKind::OutcomeUnknown, "the CSTA link dropped");
+        let _ = cx.events.send(completed(request, Err(error))).await;
+    }
+    outcome
+}
+
+impl Serve<'_> {
+    async fn run(&mut self, cx: &mut ProviderContext) -> Result<(), LinkError> {
+        let mut keepalive = interval(self.config.keepalive());
+        keepalive.reset();
+        let mut sweep = interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = cx.shutdown.cancelled() => return Ok(()),
+                received = self.link.recv() => {
+                    let (invoke, incoming) = received?;
+                    self.incoming(cx, invoke, incoming).await?;
+                }
+                Some(request) = cx.requests.recv() => self.command(cx, request).await?,
+                _ = keepalive.tick() => self.keepalive().await?,
+                _ = sweep.tick() => self.expire(cx).await?,
+            }
+        }
+    }
+
+    async fn keepalive(&mut self) -> Result<(), LinkError> {
+        if self.pending.values().any(|p| p.request.is_none()) {
+            self.unanswered_keepalives += 1;
+            if self.unanswered_keepalives >= 2 {
+                return Err(LinkError::Dead);
+            }
+            return Ok(());
+        }
+        let request = match (&self.link.dialect, &self.link.session_id) {
+            (Dialect::Ecma354, Some(id)) => Request::ResetApplicationSessionTimer {
+                session_id: id.clone(),
+                duration_s: self.config.session_duration_s,
+            },
+            _ => Request::SystemStatus,
+        };
+        let invoke = self.link.allocate(&self.pending);
+        self.pending.insert(
+            invoke,
+            Pending {
+                request: None,
+                sent: Instant::now(),
+            },
+        );
+        self.link.send(invoke, &request).await
+    }
+
+    async fn command(
+        &mut self,
+        cx: &ProviderContext,
+        request: ProviderRequest,
+    ) -> Result<(), LinkError> {
+        let plan = match commands::plan(&request.command, &self.mapping) {
+            Ok(plan) => plan,
+            Err(error) => return self.emit(cx, completed(request.id, Err(error))).await,
+        };
+        self.batches.insert(
+            request.id,
+            Batch {
+                remaining: plan.requests.len(),
+                error: None,
+                creates_on: plan.creates_on,
+                call: None,
+            },
+        );
+        for csta in plan.requests {
+            let invoke = self.link.allocate(&self.pending);
+            self.pending.insert(
+                invoke,
+                Pending {
+                    request: Some(request.id),
+                    sent: Instant::now(),
+                },
+            );
+            self.link.send(invoke, &csta).await?;
+        }
+        Ok(())
+    }
+
+    async fn incoming(
+        &mut self,
+        cx: &ProviderContext,
+        invoke: u16,
+        incoming: Incoming,
+    ) -> Result<(), LinkError> {
+        match incoming {
+            Incoming::Event(event) => self.event(cx, event).await,
+            Incoming::SystemStatus { .. } | Incoming::RequestSystemStatus => {
+                self.link.send(invoke, &Request::SystemStatusResponse).await
+            }
+            answer => {
+                let Some(pending) = self.pending.remove(&invoke) else {
+                    tracing::debug!(invoke, ?answer, "an answer nobody waits for");
+                    return Ok(());
+                };
+                match pending.request {
+                    None => {
+                        self.unanswered_keepalives = 0;
+                        Ok(())
+                    }
+                    Some(request) => self.answer(cx, request, answer).await,
+                }
+            }
+        }
+    }
+
+    async fn answer(
+        &mut self,
+        cx: &ProviderContext,
+        request: RequestId,
+        answer: Incoming,
+    ) -> Result<(), LinkError> {
+        let Some(batch) = self.batches.get_mut(&request) else {
+            return Ok(());
+        };
+        batch.remaining = batch.remaining.saturating_sub(1);
+        match answer {
+            Incoming::Error(error) => {
+                batch.error.get_or_insert(tapi_error(&error));
+            }
+            Incoming::CallCreated { connection } => {
+                if let Some(device) = &batch.creates_on {
+                    batch.call = Some(self.mapping.call_ref(device, &connection));
+                }
+            }
+            _ => {}
+        }
+        if batch.remaining == 0 {
+            self.finish(cx, request).await?;
+        }
+        Ok(())
+    }
+
+    /// Completes a command and then replays the events held back for it.
+    async fn finish(&mut self, cx: &ProviderContext, request: RequestId) -> Result<(), LinkError> {
+        let Some(batch) = self.batches.remove(&request) else {
+            return Ok(());
+        };
+        self.pending.retain(|_, p| p.request != Some(request));
+        let outcome = match (batch.error, batch.call) {
+            (Some(error), _) => Err(error),
+            (None, Some(call)) => Ok(Completion::Call(call)),
+            (None, None) => Ok(Completion::Done),
+        };
+        self.emit(cx, completed(request, outcome)).await?;
+        for event in std::mem::take(&mut self.held) {
+            self.event(cx, event).await?;
+        }
+        Ok(())
+    }
+
+    async fn expire(&mut self, cx: &ProviderContext) -> Result<(), LinkError> {
+        let limit = self.config.request_timeout();
+        let late: Vec<RequestId> = self
+            .pending
+            .values()
+            .filter(|p| p.sent.elapsed() > limit)
+            .filter_map(|p| p.request)
+            .collect();
+        for request in late {
+            if let Some(batch) = self.batches.get_mut(&request) {
+                batch.error = Some(TapiError::new(
+                    ErrorKind::OutcomeUnknown,
+                    "the switch did not answer in time",
+                ));
+            }
+            self.finish(cx, request).await?;
+        }
+        Ok(())
+    }
+
+    fn holds(&self, event: &Event) -> bool {
+        let Event::Call(call) = event else {
+            return false;
+        };
+        let device = self.mapping.device_for(&call.cross_ref);
+        self.batches
+            .values()
+            .any(|b| b.creates_on.is_some() && b.creates_on.as_deref() == device)
+    }
+
+    async fn event(&mut self, cx: &ProviderContext, event: Event) -> Result<(), LinkError> {
+        if self.holds(&event) {
+            self.held.push(event);
+            return Ok(());
+        }
+        for output in self.mapping.apply(&event) {
+            let event = match output {
+                Output::Call(report) => ProviderEvent::Call(report),
+                Output::Status(status) => ProviderEvent::DeviceStatus(status),
+            };
+            self.emit(cx, event).await?;
+        }
+        Ok(())
+    }
+
+    async fn emit(&self, cx: &ProviderContext, event: ProviderEvent) -> Result<(), LinkError> {
+        cx.events.send(event).await.map_err(|_| LinkError::Closed)
+    }
+}
