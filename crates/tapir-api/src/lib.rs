@@ -6,6 +6,7 @@
 //! - `admin`: purging lines, reloading the config, connection tests, log levels.
 //! - `ws`: one WebSocket session: subscription, ordered events, commands and results.
 //! - `convert`: the core's views as wire DTOs.
+//! - `encoded`: event JSON shared by all WebSocket sessions.
 //! - `error`: how errors become HTTP responses.
 //! - `openapi`: the OpenAPI document served at `/api/v1/openapi.json`.
 //!
@@ -15,6 +16,7 @@
 
 mod admin;
 mod convert;
+mod encoded;
 mod error;
 mod openapi;
 mod rest;
@@ -43,6 +45,24 @@ pub struct ApiState {
     /// Configuration actions (reload, connection tests, log levels), provided by the server
     /// binary that owns the config; `None` answers 501.
     pub admin: Option<Arc<dyn Admin>>,
+    encoded: Arc<encoded::EncodedEvents>,
+}
+
+impl ApiState {
+    pub fn new(
+        engine: EngineHandle,
+        metrics: Option<PrometheusHandle>,
+        shutdown: CancellationToken,
+        admin: Option<Arc<dyn Admin>>,
+    ) -> ApiState {
+        ApiState {
+            engine,
+            metrics,
+            shutdown,
+            admin,
+            encoded: Arc::default(),
+        }
+    }
 }
 
 /// A boxed future an [`Admin`] returns.

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ApiState;
 use crate::convert;
+use crate::encoded::EncodedEvents;
 
 /// The largest client message accepted; commands are small.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -30,7 +31,8 @@ pub(crate) async fn upgrade(State(state): State<ApiState>, ws: WebSocketUpgrade)
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
             metrics::gauge!("tapir_ws_sessions").increment(1);
-            if let Err(error) = Session::new(state.engine, socket).run(state.shutdown).await {
+            let session = Session::new(state.engine, state.encoded, socket);
+            if let Err(error) = session.run(state.shutdown).await {
                 tracing::debug!(%error, "WebSocket session ended");
             }
             metrics::gauge!("tapir_ws_sessions").decrement(1);
@@ -41,6 +43,8 @@ type Pending = Pin<Box<dyn Future<Output = ServerMessage> + Send>>;
 
 struct Session {
     engine: EngineHandle,
+    /// Event text shared with the other sessions.
+    encoded: Arc<EncodedEvents>,
     socket: WebSocket,
     events: Option<broadcast::Receiver<Arc<Sequenced>>>,
     lines: Option<HashSet<u32>>,
@@ -58,9 +62,10 @@ enum SessionEnd {
 }
 
 impl Session {
-    fn new(engine: EngineHandle, socket: WebSocket) -> Session {
+    fn new(engine: EngineHandle, encoded: Arc<EncodedEvents>, socket: WebSocket) -> Session {
         Session {
             engine,
+            encoded,
             socket,
             events: None,
             lines: None,
@@ -169,8 +174,8 @@ impl Session {
             _ => true,
         };
         if wanted {
-            self.send(&ServerMessage::Event(Box::new(convert::sequenced(event))))
-                .await?;
+            let text = self.encoded.text(event);
+            self.socket.send(Message::Text(text)).await?;
         }
         Ok(())
     }

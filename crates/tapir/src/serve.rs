@@ -123,12 +123,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         logs,
     });
     let hangups = reload_on_sighup(admin.clone(), shutdown.clone());
-    let state = ApiState {
-        engine,
-        metrics: Some(metrics),
-        shutdown: shutdown.clone(),
-        admin: Some(admin),
-    };
+    let state = ApiState::new(engine, Some(metrics), shutdown.clone(), Some(admin));
     let stop = shutdown.clone();
     let signal = async move {
         wait_for_signal().await;
