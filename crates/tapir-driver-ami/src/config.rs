@@ -42,9 +42,16 @@ pub struct AmiConfig {
     pub port: u16,
     pub username: String,
     pub secret: String,
-    /// AMI over TLS (Asterisk's `tlsenable`, port 5039).
+    /// AMI over TLS (Asterisk's `tlsenable`, port 5039). The server certificate is checked
+    /// against the system's trust store and `tls_ca_file`.
     #[serde(default)]
     pub tls: bool,
+    /// A PEM file of CA certificates to trust besides the system's (e.g. a private CA).
+    #[serde(default)]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// The name the certificate must carry; default `host`.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
     /// The dialplan context in which made calls dial their destination.
     #[serde(default = "default_context")]
     pub context: String,
@@ -145,6 +152,8 @@ impl fmt::Debug for AmiConfig {
             .field("username", &self.username)
             .field("secret", &"<redacted>")
             .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_server_name", &self.tls_server_name)
             .field("context", &self.context)
             .field("endpoint_technology", &self.endpoint_technology)
             .field("extension_map", &self.extension_map)
@@ -167,6 +176,8 @@ impl AmiConfig {
             username: username.into(),
             secret: secret.into(),
             tls: false,
+            tls_ca_file: None,
+            tls_server_name: None,
             context: default_context(),
             endpoint_technology: default_technology(),
             extension_map: BTreeMap::new(),
@@ -184,10 +195,13 @@ impl AmiConfig {
 
     /// Checks the settings; the error names the setting at fault.
     pub fn validate(&self) -> Result<(), ProviderError> {
-        if self.tls {
-            return Err(config_error(
-                "tls: AMI over TLS is not supported yet; use a local TCP port or a TLS tunnel",
-            ));
+        if let Some(file) = &self.tls_ca_file
+            && !file.is_file()
+        {
+            return Err(config_error(format!(
+                "tls_ca_file: {} is not a readable file",
+                file.display()
+            )));
         }
         for (name, value) in [
             ("host", &self.host),
@@ -326,7 +340,10 @@ mod tests {
     fn validation_names_the_setting_at_fault() {
         type Spoil = fn(&mut AmiConfig);
         let cases: [(Spoil, &str); 6] = [
-            (|c| c.tls = true, "tls"),
+            (
+                |c| c.tls_ca_file = Some("/nonexistent/ca.pem".into()),
+                "tls_ca_file",
+            ),
             (|c| c.secret = String::new(), "secret"),
             (|c| c.context = "a\r\nAction: Logoff".into(), "context"),
             (

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tapir_provider::{PROTOCOL_TRACE, TraceSwitch};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_util::codec::Framed;
@@ -35,6 +36,8 @@ pub enum LinkError {
     Protocol(String),
     #[error(transparent)]
     Codec(#[from] CodecError),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// The answer to one action.
@@ -58,10 +61,13 @@ impl Reply {
     }
 }
 
+/// A byte stream to Asterisk: plain TCP or TLS.
+trait AmiStream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> AmiStream for T {}
+
 /// An open AMI connection.
-#[derive(Debug)]
 pub struct Connection {
-    framed: Framed<TcpStream, AmiCodec>,
+    framed: Framed<Box<dyn AmiStream>, AmiCodec>,
     /// Whether raw traffic goes to the protocol trace.
     trace: TraceSwitch,
     backlog: VecDeque<Message>,
@@ -90,6 +96,15 @@ impl Connection {
             })?;
         // Actions are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
+        let stream: Box<dyn AmiStream> = if config.tls {
+            Box::new(
+                timeout(limit, crate::tls::connect(config, stream))
+                    .await
+                    .map_err(|_| LinkError::Timeout(limit, "negotiating TLS"))??,
+            )
+        } else {
+            Box::new(stream)
+        };
         let mut framed = Framed::new(stream, AmiCodec::default());
         let first = timeout(limit, framed.next())
             .await

@@ -17,6 +17,7 @@
 //! - `commands`: tapir's commands as AMI actions, and the capabilities offered.
 //! - `connection`: one AMI connection: banner, login, actions correlated by ActionID.
 //! - `session`: the owner loop: synchronise, follow, serve, reconnect with back-off.
+//! - `tls`: AMI over TLS (rustls), trusting the system and an optional CA file.
 //! - `backoff`: capped exponential back-off with jitter.
 //! - `provider`: [`AmiProvider`] and the connection test.
 
@@ -29,6 +30,7 @@ pub mod mapping;
 pub mod message;
 mod provider;
 mod session;
+mod tls;
 
 pub use config::{AmiConfig, FeatureStore, NEEDED_EVENT_CLASSES, PhoneControl};
 pub use provider::AmiProvider;
