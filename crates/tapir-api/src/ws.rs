@@ -13,8 +13,8 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use tapir_core::{EngineHandle, Sequenced, Subscription, SubscriptionStart};
 use tapir_wire::{ClientMessage, CommandDto, ErrorDto, ServerMessage};
 use tokio::sync::broadcast;
@@ -164,6 +164,13 @@ impl Session {
         }
     }
 
+    async fn send_ready_results(&mut self) -> Result<(), SessionEnd> {
+        while let Some(Some(result)) = self.results.next().now_or_never() {
+            self.send(&result).await?;
+        }
+        Ok(())
+    }
+
     async fn forward(&mut self, event: &Sequenced) -> Result<(), SessionEnd> {
         if event.seq <= self.last_seq {
             return Ok(());
@@ -174,6 +181,9 @@ impl Session {
             _ => true,
         };
         if wanted {
+            // A replay after falling behind sends many events in one go: results that are
+            // ready must still go first, as the engine answered them before publishing.
+            self.send_ready_results().await?;
             let text = self.encoded.text(event);
             self.socket.send(Message::Text(text)).await?;
         }

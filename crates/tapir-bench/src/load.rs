@@ -30,7 +30,7 @@ use crate::ServerArgs;
 use crate::server::{ProcSample, Server, Startup};
 use crate::stats::{self, Percentiles, Second};
 
-type Socket =
+pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// How long the clients may take to connect and receive their snapshots.
@@ -70,6 +70,8 @@ struct ClientStats {
     /// The lines it subscribed to; `None` for all.
     lines: Option<HashSet<u32>>,
     events: AtomicU64,
+    /// Bytes of the event messages received.
+    event_bytes: AtomicU64,
     lost: AtomicU64,
     reordered: AtomicU64,
     /// Snapshots after the first (the server resynchronised a lagging client).
@@ -89,7 +91,19 @@ pub struct Report {
     pub clients_connected_ms: f64,
     pub seconds: Vec<Second>,
     pub totals: Totals,
+    /// The same stream through a plain loopback TCP relay (`--baseline`).
+    pub baseline: Option<crate::relay::RelayReport>,
+    /// Event latency of this run divided by the relay's (`as_run` figures): p50, p99.
+    pub ratio_to_relay: Option<Ratio>,
     pub notes: Vec<&'static str>,
+}
+
+/// How many times slower than the plain relay.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Ratio {
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -105,6 +119,8 @@ pub struct Totals {
     pub unfinished_calls: u64,
     pub events_delivered: u64,
     pub events_per_s: f64,
+    /// Mean size of an event message (WebSocket payload), bytes.
+    pub mean_event_bytes: f64,
     pub event_latency: Percentiles,
     pub make_call_result_latency: Percentiles,
     pub first_event_latency: Percentiles,
@@ -121,7 +137,14 @@ pub struct Totals {
 
 /// Runs the scenario and prints the report; `Ok(false)` when events were lost or reordered
 /// or calls failed.
-pub async fn run(plan: Plan, args: &ServerArgs, tapir: &Path, json: bool) -> Result<bool> {
+pub async fn run(
+    plan: Plan,
+    args: &ServerArgs,
+    tapir: &Path,
+    json: bool,
+    baseline: bool,
+    json_out: Option<&Path>,
+) -> Result<bool> {
     let http = reqwest::Client::new();
     let (mut server, startup) = match &args.server {
         Some(url) => (Server::external(url, args.pid)?, None),
@@ -185,6 +208,7 @@ pub async fn run(plan: Plan, args: &ServerArgs, tapir: &Path, json: bool) -> Res
         let stats = Arc::new(ClientStats {
             lines: subset.as_ref().map(|s| s.iter().copied().collect()),
             events: AtomicU64::new(0),
+            event_bytes: AtomicU64::new(0),
             lost: AtomicU64::new(0),
             reordered: AtomicU64::new(0),
             resnapshots: AtomicU64::new(0),
@@ -287,6 +311,7 @@ pub async fn run(plan: Plan, args: &ServerArgs, tapir: &Path, json: bool) -> Res
 
     // Let every client reach the last event, then stop them.
     let expected = expected_counts(&clients, &outcome.log, outcome.last_seq);
+    let stream_events = outcome.log.len() as u64;
     let catch_up = Instant::now() + CATCH_UP_PATIENCE;
     loop {
         let behind = clients.iter().zip(&expected).any(|(c, want)| match want {
@@ -345,6 +370,11 @@ pub async fn run(plan: Plan, args: &ServerArgs, tapir: &Path, json: bool) -> Res
         server_rss_mib_max: rss_max.map(|k| k as f64 / 1024.0),
         ..Totals::default()
     };
+    let event_bytes: u64 = clients
+        .iter()
+        .map(|c| c.event_bytes.load(Ordering::Relaxed))
+        .sum();
+    totals.mean_event_bytes = event_bytes as f64 / totals.events_delivered.max(1) as f64;
     totals.events_per_s = totals.events_delivered as f64 / calls_elapsed.as_secs_f64().max(0.001);
     let secs = calls_elapsed.as_secs_f64().max(0.001);
     if let (Some(a), Some(b)) = (first_sample, end_sample) {
@@ -382,6 +412,27 @@ pub async fn run(plan: Plan, args: &ServerArgs, tapir: &Path, json: bool) -> Res
     }
     totals.passed = failures.is_empty();
     totals.failures = failures;
+    let baseline = if baseline && stream_events > 0 {
+        let shape = crate::relay::Shape {
+            // The command connection receives every event too.
+            clients: plan.clients + 1,
+            messages_per_s: stream_events as f64 / secs,
+            msg_bytes: (totals.mean_event_bytes.round() as usize)
+                .clamp(crate::relay::MIN_FRAME, crate::relay::MAX_FRAME),
+            duration_s: secs.round().max(1.0) as u64,
+        };
+        Some(crate::relay::measure(shape).await?)
+    } else {
+        None
+    };
+    let ratio_to_relay = baseline.as_ref().map(|b| {
+        let r = |run: f64, relay: f64| run / relay.max(0.001);
+        Ratio {
+            p50: r(totals.event_latency.p50_ms, b.latency_as_run.p50_ms),
+            p99: r(totals.event_latency.p99_ms, b.latency_as_run.p99_ms),
+            p999: r(totals.event_latency.p999_ms, b.latency_as_run.p999_ms),
+        }
+    });
     let report = Report {
         plan,
         startup,
@@ -389,6 +440,8 @@ pub async fn run(plan: Plan, args: &ServerArgs, tapir: &Path, json: bool) -> Res
         clients_connected_ms,
         seconds,
         totals,
+        baseline,
+        ratio_to_relay,
         notes: vec![
             "event_latency: client receipt (wall clock) minus the event's `at` (ms resolution, \
              truncated): reads up to 1 ms high",
@@ -398,7 +451,22 @@ pub async fn run(plan: Plan, args: &ServerArgs, tapir: &Path, json: bool) -> Res
         ],
     };
     print_report(&report, json)?;
+    if let Some(path) = json_out {
+        append_json(path, &report)?;
+    }
     Ok(report.totals.passed)
+}
+
+/// Appends one report as a line of JSON to `path` (the `plot` input).
+pub fn append_json(path: &Path, report: &impl Serialize) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let text = serde_json::to_string(report)?;
+    writeln!(file, "{text}").with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Waits for one client to have its snapshot.
@@ -494,6 +562,23 @@ fn print_report(report: &Report, json: bool) -> Result<()> {
         stats::opt(t.server_rss_mib_max, 1),
         stats::opt(t.bench_cpu_pct, 0)
     );
+    println!("mean event message     {:.0} bytes", t.mean_event_bytes);
+    if let (Some(b), Some(r)) = (&report.baseline, &report.ratio_to_relay) {
+        println!(
+            "relay baseline         {} ms ({} readers, {:.0} msg/s of {} B; lost {}, reordered {})",
+            b.latency_as_run.cell(),
+            b.shape.clients,
+            b.shape.messages_per_s,
+            b.shape.msg_bytes,
+            b.lost,
+            b.reordered
+        );
+        println!("  exact (µs clock)     {} ms", b.latency_exact.cell());
+        println!(
+            "ratio to relay         p50 {:.1}x, p99 {:.1}x, p99.9 {:.1}x",
+            r.p50, r.p99, r.p999
+        );
+    }
     for n in &report.notes {
         println!("note: {n}");
     }
@@ -509,14 +594,14 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn now_us() -> u64 {
+pub fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Opens a WebSocket with Nagle's algorithm off: small commands go out at once.
-async fn connect(
+pub async fn connect(
     url: &str,
 ) -> Result<
     (
@@ -528,11 +613,11 @@ async fn connect(
     tokio_tungstenite::connect_async_with_config(url, None, true).await
 }
 
-fn subscribe(lines: Option<Vec<u32>>) -> ClientMessage {
+pub fn subscribe(lines: Option<Vec<u32>>) -> ClientMessage {
     ClientMessage::Subscribe { since: None, lines }
 }
 
-async fn send(socket: &mut Socket, message: &ClientMessage) -> Result<()> {
+pub async fn send(socket: &mut Socket, message: &ClientMessage) -> Result<()> {
     let text = serde_json::to_string(message)?;
     socket
         .send(Message::Text(text.into()))
@@ -629,6 +714,9 @@ async fn client(
                     stats.last_seq.store(seq, Ordering::Relaxed);
                 }
                 stats.events.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .event_bytes
+                    .fetch_add(text.len() as u64, Ordering::Relaxed);
                 if let Some(at) = head.at
                     && let Ok(mut h) = stats.interval.lock()
                 {
@@ -691,7 +779,9 @@ struct Driver {
     free: VecDeque<usize>,
     by_call: HashMap<u64, usize>,
     by_callee_line: HashMap<u32, usize>,
-    by_caller_line: HashSet<u32>,
+    /// Caller line → pair: under load a call's first events may come before the result of
+    /// its `make_call`, and are then attributed by line (a pair carries one call at a time).
+    by_caller_line: HashMap<u32, usize>,
     drops: VecDeque<(Instant, usize)>,
     out: Outcome,
 }
@@ -706,7 +796,11 @@ impl Driver {
                 callee_address: lines[half + i].address.clone(),
             })
             .collect();
-        let pairs_callers = pairs.iter().map(|p| p.caller).collect();
+        let pairs_callers = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.caller, i))
+            .collect();
         let by_callee_line = pairs
             .iter()
             .enumerate()
@@ -886,9 +980,22 @@ impl Driver {
                         &mut self.out.result_latency,
                         active.sent.elapsed().as_micros() as u64,
                     );
-                    if let Some(call) = call {
-                        active.caller_call = Some(call);
-                        self.by_call.insert(call, p);
+                    match (call, active.caller_call) {
+                        // Its first events came first and named the call already.
+                        (Some(call), Some(known)) if call != known => {
+                            self.out.lifecycle_failures += 1;
+                            note(
+                                &mut self.out.failures,
+                                format!(
+                                    "make_call {id} answered call {call}, but its line's events named call {known}"
+                                ),
+                            );
+                        }
+                        (Some(call), _) => {
+                            active.caller_call = Some(call);
+                            self.by_call.insert(call, p);
+                        }
+                        (None, _) => {}
                     }
                 }
             }
@@ -938,17 +1045,29 @@ impl Driver {
         let p = match self.by_call.get(&call.id) {
             Some(&p) => p,
             None => {
-                let Some(&p) = self.by_callee_line.get(&call.line) else {
-                    if new && self.by_caller_line.contains(&call.line) {
-                        note(
-                            &mut self.out.failures,
-                            format!(
-                                "event about call {} on caller line {} before its make_call result",
-                                call.id, call.line
-                            ),
-                        );
-                        self.out.lifecycle_failures += 1;
+                if let Some(&p) = self.by_caller_line.get(&call.line) {
+                    match self.slots[p].as_mut() {
+                        Some(active) if new && active.caller_call.is_none() => {
+                            active.caller_call = Some(call.id);
+                            self.by_call.insert(call.id, p);
+                        }
+                        _ => {
+                            if new {
+                                note(
+                                    &mut self.out.failures,
+                                    format!(
+                                        "a call {} on caller line {} that is not ours",
+                                        call.id, call.line
+                                    ),
+                                );
+                                self.out.lifecycle_failures += 1;
+                            }
+                            return;
+                        }
                     }
+                    return self.follow(event, progress);
+                }
+                let Some(&p) = self.by_callee_line.get(&call.line) else {
                     return;
                 };
                 match self.slots[p].as_mut() {

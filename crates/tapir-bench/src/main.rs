@@ -10,10 +10,14 @@
 //! - [`load`]: the `run` scenario: the call driver, the subscribed clients, the per-second
 //!   reports.
 //! - [`memory`]: resident memory and start-up time of idle servers of several sizes.
+//! - [`relay`]: the physical-limit baseline, the same stream through a plain TCP relay.
+//! - [`plot`]: latency percentiles against call rate and line count, as SVG.
 //! - [`stats`]: latency histograms and the report shapes (table and JSON).
 
 mod load;
 mod memory;
+mod plot;
+mod relay;
 mod server;
 mod stats;
 
@@ -35,8 +39,44 @@ struct Cli {
 enum Commands {
     /// Place calls at a fixed rate and measure event delivery to subscribed clients.
     Run(RunArgs),
-    /// Start idle servers of several sizes and report resident memory per line.
+    /// Start idle servers of several sizes and report resident memory per line (and, with
+    /// `--active-calls`, per connected call).
     Memory(MemoryArgs),
+    /// The physical-limit baseline: push the same shape of stream through a plain loopback
+    /// TCP relay (no parsing) to K readers and report the same latency percentiles.
+    Relay(RelayArgs),
+    /// Draw p50/p99 event latency against call rate and against line count from the JSON
+    /// reports of several runs (`run --json-out FILE` appends one per line).
+    Plot(PlotArgs),
+}
+
+#[derive(Args)]
+struct RelayArgs {
+    /// Reader connections.
+    #[arg(long, default_value_t = 10)]
+    clients: u32,
+    /// Frames per second (a run's calls/s times 11 events per call).
+    #[arg(long, default_value_t = 5500.0)]
+    messages_per_s: f64,
+    /// Bytes per frame (a run reports its mean event message size).
+    #[arg(long, default_value_t = 400)]
+    msg_bytes: usize,
+    /// How long the producer writes.
+    #[arg(long, default_value_t = 10)]
+    duration_s: u64,
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PlotArgs {
+    /// JSON reports of `run`, one document after another (or an array).
+    #[arg(long)]
+    input: PathBuf,
+    /// The SVG to write.
+    #[arg(long)]
+    output: PathBuf,
 }
 
 /// Where the server comes from.
@@ -81,18 +121,30 @@ struct RunArgs {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     json: bool,
+    /// Also append the JSON report, on one line, to this file (input of `plot`).
+    #[arg(long)]
+    json_out: Option<PathBuf>,
+    /// After the run, push the same stream (clients, events/s, mean message size) through a
+    /// plain loopback TCP relay and report the latency ratio to it.
+    #[arg(long)]
+    baseline: bool,
     #[command(flatten)]
     server: ServerArgs,
 }
 
 #[derive(Args)]
 struct MemoryArgs {
-    /// Comma-separated line counts.
-    #[arg(long, default_value = "1000,10000,100000", value_delimiter = ',')]
-    sizes: Vec<u32>,
+    /// Comma-separated line counts of idle servers [default: 1000,10000,100000, unless only
+    /// --active-calls is given].
+    #[arg(long, value_delimiter = ',')]
+    sizes: Option<Vec<u32>>,
     /// How long to let each idle server settle before reading its memory.
     #[arg(long, default_value_t = 1000)]
     settle_ms: u64,
+    /// Comma-separated numbers of active (connected, held) calls: for each, a server with
+    /// twice as many lines is measured idle and then with that many calls connected.
+    #[arg(long, value_delimiter = ',')]
+    active_calls: Vec<u32>,
     /// Print one JSON document instead of the table.
     #[arg(long)]
     json: bool,
@@ -129,14 +181,56 @@ async fn dispatch(cli: Cli) -> Result<bool> {
         Commands::Run(args) => {
             let plan = run_plan(&args)?;
             let tapir = tapir_path(args.server.tapir.as_deref())?;
-            load::run(plan, &args.server, &tapir, args.json).await
+            load::run(
+                plan,
+                &args.server,
+                &tapir,
+                args.json,
+                args.baseline,
+                args.json_out.as_deref(),
+            )
+            .await
         }
         Commands::Memory(args) => {
-            if args.sizes.is_empty() {
-                bail!("--sizes needs at least one line count");
+            let sizes = match args.sizes {
+                Some(sizes) => sizes,
+                None if args.active_calls.is_empty() => vec![1000, 10_000, 100_000],
+                None => Vec::new(),
+            };
+            if sizes.contains(&0) || sizes.iter().any(|&n| n > 1_000_000) {
+                bail!("--sizes must be line counts between 1 and 1000000");
+            }
+            if args.active_calls.iter().any(|&n| n == 0 || n > 100_000) {
+                bail!("--active-calls must be between 1 and 100000");
             }
             let tapir = tapir_path(args.tapir.as_deref())?;
-            memory::run(&args.sizes, args.settle_ms, &tapir, args.json).await?;
+            if !sizes.is_empty() {
+                memory::run(&sizes, args.settle_ms, &tapir, args.json).await?;
+            }
+            if !args.active_calls.is_empty() {
+                memory::active(&args.active_calls, args.settle_ms, &tapir, args.json).await?;
+            }
+            Ok(true)
+        }
+        Commands::Relay(args) => {
+            if args.clients == 0 || args.clients > 10_000 {
+                bail!("--clients must be between 1 and 10000");
+            }
+            if args.duration_s == 0 || args.duration_s > 3600 {
+                bail!("--duration-s must be between 1 and 3600");
+            }
+            let report = relay::measure(relay::Shape {
+                clients: args.clients,
+                messages_per_s: args.messages_per_s,
+                msg_bytes: args.msg_bytes,
+                duration_s: args.duration_s,
+            })
+            .await?;
+            relay::print(&report, args.json)?;
+            Ok(report.passed)
+        }
+        Commands::Plot(args) => {
+            plot::draw(&args.input, &args.output)?;
             Ok(true)
         }
     }
