@@ -1,14 +1,15 @@
-//! Events encoded once for every WebSocket session.
+//! Events and snapshots encoded once for every WebSocket session.
 //!
 //! With many subscribers, turning each event into JSON per session costs more than
 //! everything else the server does; sessions share the text of recent events instead, found
-//! by sequence number.
+//! by sequence number, and the text of the latest full snapshot (a snapshot is identified by
+//! its sequence number too).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use axum::extract::ws::Utf8Bytes;
-use tapir_core::Sequenced;
+use tapir_core::{Sequenced, Snapshot};
 use tapir_wire::ServerMessage;
 
 use crate::convert;
@@ -20,6 +21,7 @@ const KEPT: usize = 8192;
 #[derive(Default)]
 pub(crate) struct EncodedEvents {
     recent: Mutex<VecDeque<(u64, Utf8Bytes)>>,
+    snapshot: Mutex<Option<(u64, Utf8Bytes)>>,
 }
 
 impl EncodedEvents {
@@ -39,6 +41,25 @@ impl EncodedEvents {
         text
     }
 
+    /// The `snapshot` message of the whole `snapshot` (no line filter).
+    pub(crate) fn snapshot_text(&self, snapshot: &Snapshot) -> Utf8Bytes {
+        // Held while encoding on purpose: sessions that subscribe together wait for the one
+        // encoding instead of each making their own.
+        let mut cached = match self.snapshot.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((seq, text)) = cached.as_ref()
+            && *seq == snapshot.seq
+        {
+            return text.clone();
+        }
+        let message = ServerMessage::Snapshot(convert::snapshot(snapshot, None));
+        let text: Utf8Bytes = to_text(&message);
+        *cached = Some((snapshot.seq, text.clone()));
+        text
+    }
+
     fn find(&self, seq: u64) -> Option<Utf8Bytes> {
         let recent = self.lock();
         let index = recent.binary_search_by_key(&seq, |(s, _)| *s).ok()?;
@@ -55,8 +76,11 @@ impl EncodedEvents {
 }
 
 fn encode(event: &Sequenced) -> Utf8Bytes {
-    let message = ServerMessage::Event(Box::new(convert::sequenced(event)));
-    serde_json::to_string(&message)
+    to_text(&ServerMessage::Event(Box::new(convert::sequenced(event))))
+}
+
+fn to_text(message: &ServerMessage) -> Utf8Bytes {
+    serde_json::to_string(message)
         .unwrap_or_else(|e| {
             format!(r#"{{"type":"error","error":{{"error":"internal","message":"{e}"}}}}"#)
         })
@@ -78,6 +102,31 @@ mod tests {
                 instance: "i".into(),
             },
         }
+    }
+
+    #[test]
+    fn a_snapshot_is_encoded_once_per_sequence_number() {
+        let cache = EncodedEvents::default();
+        let snapshot = |seq| Snapshot {
+            seq,
+            instances: vec![],
+            lines: vec![],
+            calls: vec![],
+        };
+        let first = cache.snapshot_text(&snapshot(5));
+        assert!(
+            first.as_str().starts_with(r#"{"type":"snapshot","seq":5"#),
+            "{}",
+            first.as_str()
+        );
+        let again = cache.snapshot_text(&snapshot(5));
+        assert_eq!(
+            first.as_str().as_ptr(),
+            again.as_str().as_ptr(),
+            "the same text is shared"
+        );
+        let later = cache.snapshot_text(&snapshot(6));
+        assert!(later.as_str().contains(r#""seq":6"#));
     }
 
     #[test]

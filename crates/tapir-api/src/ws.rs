@@ -150,8 +150,12 @@ impl Session {
         match start {
             SubscriptionStart::Snapshot(snapshot) => {
                 self.last_seq = snapshot.seq;
-                let filter = self.lines.clone();
-                let keep = move |id: u32| filter.as_ref().is_none_or(|f| f.contains(&id));
+                let Some(filter) = self.lines.clone() else {
+                    let text = self.encoded.snapshot_text(&snapshot);
+                    self.socket.send(Message::Text(text)).await?;
+                    return Ok(());
+                };
+                let keep = move |id: u32| filter.contains(&id);
                 let dto = convert::snapshot(&snapshot, Some(&keep));
                 self.send(&ServerMessage::Snapshot(dto)).await
             }

@@ -31,7 +31,7 @@ pub(crate) enum Request {
         reply: oneshot::Sender<Result<CommandOutcome, TapiError>>,
     },
     Snapshot {
-        reply: oneshot::Sender<Snapshot>,
+        reply: oneshot::Sender<Arc<Snapshot>>,
     },
     Line {
         id: LineId,
@@ -54,7 +54,7 @@ pub(crate) enum Request {
 #[derive(Debug)]
 pub enum SubscriptionStart {
     /// The full state; `events` continues after `snapshot.seq`.
-    Snapshot(Snapshot),
+    Snapshot(Arc<Snapshot>),
     /// The events after the sequence number the client gave; `events` continues after them.
     Replay(Vec<Arc<Sequenced>>),
 }
@@ -114,7 +114,8 @@ impl EngineHandle {
         }
     }
 
-    pub async fn snapshot(&self) -> Result<Snapshot, EngineStopped> {
+    /// Everything now. Shared: asking twice without a change in between costs one copy.
+    pub async fn snapshot(&self) -> Result<Arc<Snapshot>, EngineStopped> {
         self.ask(|reply| Request::Snapshot { reply }).await
     }
 

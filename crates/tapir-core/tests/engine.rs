@@ -147,7 +147,10 @@ async fn start(timeout: Duration) -> Harness {
 }
 
 impl Harness {
-    async fn wait(&self, check: impl Fn(&tapir_core::Snapshot) -> bool) -> tapir_core::Snapshot {
+    async fn wait(
+        &self,
+        check: impl Fn(&tapir_core::Snapshot) -> bool,
+    ) -> std::sync::Arc<tapir_core::Snapshot> {
         for _ in 0..500 {
             let snapshot = self.engine.snapshot().await.unwrap();
             if check(&snapshot) {

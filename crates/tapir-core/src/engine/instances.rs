@@ -16,6 +16,7 @@ use crate::view::{Event, InstanceStatus};
 impl Owner {
     /// Spawns an instance's provider and the task that forwards its events.
     pub(super) fn start_instance(&mut self, spec: InstanceSpec) -> InstanceId {
+        self.snapshot_cache = None;
         self.next_instance += 1;
         let id = InstanceId(self.next_instance);
         let (events_tx, mut events_rx) = mpsc::channel(4096);
@@ -105,6 +106,7 @@ impl Owner {
         let Some(instance) = self.instances.0.remove(&id) else {
             return;
         };
+        self.snapshot_cache = None;
         instance.stop.cancel();
         self.settled.remove(&id);
         let orphans: Vec<_> = self

@@ -176,6 +176,7 @@ impl Engine {
             inbound: inbound_tx,
             settled: BTreeSet::new(),
             settle_waiters: Vec::new(),
+            snapshot_cache: None,
         };
         for spec in instances {
             owner.start_instance(spec);
@@ -275,6 +276,7 @@ struct Owner {
     /// Instances that have reported their devices at least once, or failed.
     settled: BTreeSet<InstanceId>,
     settle_waiters: Vec<oneshot::Sender<()>>,
+    snapshot_cache: Option<Arc<Snapshot>>,
 }
 
 impl Owner {
@@ -320,6 +322,9 @@ impl Owner {
     }
 
     fn publish(&mut self, events: Vec<Event>) {
+        if !events.is_empty() {
+            self.snapshot_cache = None;
+        }
         let now = now_ms();
         for event in events {
             self.journal.publish(now, event);
@@ -396,7 +401,7 @@ impl Owner {
         match request {
             Request::Execute { command, reply } => self.execute(command, reply),
             Request::Snapshot { reply } => {
-                let _ = reply.send(self.snapshot());
+                let _ = reply.send(self.shared_snapshot());
             }
             Request::Line { id, reply } => {
                 let _ = reply.send(self.tables.line(id));
@@ -424,7 +429,7 @@ impl Owner {
                 let events = self.journal.receiver();
                 let start = match since.and_then(|since| self.journal.since(since)) {
                     Some(missed) => SubscriptionStart::Replay(missed),
-                    None => SubscriptionStart::Snapshot(self.snapshot()),
+                    None => SubscriptionStart::Snapshot(self.shared_snapshot()),
                 };
                 let _ = reply.send(Subscription { start, events });
             }
@@ -451,6 +456,19 @@ impl Owner {
                 let _ = reply.send(self.reconfigure(changes).await);
             }
         }
+    }
+
+    /// The snapshot at the current sequence number, built once: every change publishes an
+    /// event, so an unchanged sequence number means unchanged state.
+    fn shared_snapshot(&mut self) -> Arc<Snapshot> {
+        if let Some(cached) = &self.snapshot_cache
+            && cached.seq == self.journal.seq()
+        {
+            return cached.clone();
+        }
+        let snapshot = Arc::new(self.snapshot());
+        self.snapshot_cache = Some(snapshot.clone());
+        snapshot
     }
 
     fn snapshot(&self) -> Snapshot {
