@@ -43,6 +43,11 @@ pub struct ServerConfig {
     pub data_dir: Option<PathBuf>,
     /// How long a command may wait for the PBX before it completes as `outcome_unknown`.
     pub command_timeout_ms: Option<u64>,
+    /// How many past events are kept for clients that reconnect (default 100,000).
+    pub resume_buffer: Option<usize>,
+    /// How many events a WebSocket client may fall behind before it is resumed from the
+    /// buffer (default 16,384).
+    pub subscriber_backlog: Option<usize>,
 }
 
 /// One `[[instances]]` entry: a PBX connection.
@@ -224,6 +229,11 @@ impl Config {
                     name: instance.name.clone(),
                     source,
                 })?;
+        }
+        if self.server.subscriber_backlog == Some(0) {
+            return Err(invalid(
+                "server.subscriber_backlog must be greater than 0".into(),
+            ));
         }
         if self.server.command_timeout_ms == Some(0) {
             return Err(invalid(

@@ -96,6 +96,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let Some(ms) = config.server.command_timeout_ms {
         engine_config.command_timeout = Duration::from_millis(ms);
     }
+    if let Some(events) = config.server.resume_buffer {
+        engine_config.resume_buffer = events;
+    }
+    if let Some(events) = config.server.subscriber_backlog {
+        engine_config.subscriber_backlog = events;
+    }
 
     let shutdown = CancellationToken::new();
     let (engine, engine_task) = Engine::start(engine_config, store, instances, shutdown.clone())?;

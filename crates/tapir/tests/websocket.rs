@@ -191,3 +191,57 @@ async fn bad_input_gets_an_error_and_the_connection_stays_up() {
 }
 
 use futures_util::SinkExt;
+
+/// A client that falls behind the event stream (here: a backlog of 2 events) is resumed
+/// from the buffer: it still sees every event once and in order, and each command's result
+/// before the first event of the call the command created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_falls_behind_is_resumed_in_order() {
+    let server = Server::with_config(
+        "[server]\nsubscriber_backlog = 2\n\
+         [[instances]]\nname = \"sim\"\n[instances.driver]\ntype = \"sim\"\nextensions = 20\n",
+    );
+    let mut ws = Ws::connect(&server).await;
+    ws.send(json!({"type": "subscribe"})).await;
+    let ServerMessage::Snapshot(snapshot) = ws.next().await else {
+        panic!("snapshot first")
+    };
+    let lines: Vec<u32> = snapshot.lines.iter().map(|l| l.id).collect();
+    let mut last = snapshot.seq;
+    for (n, pair) in lines.chunks(2).enumerate() {
+        let to = snapshot
+            .lines
+            .iter()
+            .find(|l| l.id == pair[1])
+            .unwrap()
+            .address
+            .clone();
+        ws.send(json!({"type": "command", "id": n.to_string(), "command": "make_call", "line": pair[0], "to": to}))
+            .await;
+    }
+    let mut results = std::collections::HashMap::new();
+    let mut new_calls = Vec::new();
+    while results.len() < lines.len() / 2 || new_calls.len() < lines.len() {
+        match ws.next().await {
+            ServerMessage::Result { id, ok, call, .. } => {
+                assert!(ok, "command {id} failed");
+                results.insert(call.expect("the new call"), id);
+            }
+            ServerMessage::Event(e) => {
+                assert_eq!(e.seq, last + 1, "events arrive once, in order");
+                last = e.seq;
+                if let EventDto::CallNew { call } = &e.event {
+                    if call.origin == "outbound" {
+                        assert!(
+                            results.contains_key(&call.id),
+                            "call {} appeared before its result",
+                            call.id
+                        );
+                    }
+                    new_calls.push(call.id);
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
