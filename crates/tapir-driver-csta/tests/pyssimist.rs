@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use tapir_driver_csta::{CstaConfig, CstaProvider, Dialect};
 use tapir_model::RequestId;
+use tapir_provider::testing::RunningProvider;
 use tapir_provider::{
-    Completion, DeviceKey, Provider, ProviderCommand, ProviderContext, ProviderEvent,
-    ProviderRequest, TraceSwitch,
+    Completion, DeviceKey, Provider, ProviderCommand, ProviderEvent, ProviderRequest,
 };
-use tokio::sync::mpsc;
 use tokio::time::timeout;
-use tokio_util::sync::CancellationToken;
 
 const PEER: &str = "../../../shared/reference/csta/pyssimist-probe/peer.py";
 
@@ -58,19 +56,14 @@ async fn osv_session_monitoring_and_make_call_against_pyssimist() {
         report.summary
     );
 
-    let (events_tx, mut events) = mpsc::channel(64);
-    let (requests, requests_rx) = mpsc::channel(8);
-    let shutdown = CancellationToken::new();
-    let cx = ProviderContext {
-        instance: "pyssimist".into(),
-        events: events_tx,
-        requests: requests_rx,
-        shutdown: shutdown.clone(),
-        trace: TraceSwitch::default(),
-    };
     // pyssimist serves one client at a time; give it a moment after the test connection.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let task = tokio::spawn(provider.run(cx));
+    let RunningProvider {
+        mut events,
+        requests,
+        shutdown,
+        task,
+    } = RunningProvider::start(provider, "pyssimist");
     let mut next = async || {
         timeout(Duration::from_secs(10), events.recv())
             .await

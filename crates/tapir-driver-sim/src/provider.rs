@@ -134,6 +134,7 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
+    use tapir_provider::testing::RunningProvider;
 
     struct Running {
         events: mpsc::Receiver<ProviderEvent>,
@@ -143,18 +144,13 @@ mod tests {
     }
 
     fn start(config: SimConfig) -> Running {
-        let (event_tx, events) = mpsc::channel(64);
-        let (requests, request_rx) = mpsc::channel(64);
-        let shutdown = CancellationToken::new();
         let provider = Box::new(SimProvider::new(config).expect("valid config"));
-        let cx = ProviderContext {
-            instance: "sim-test".into(),
-            events: event_tx,
-            requests: request_rx,
-            shutdown: shutdown.clone(),
-            trace: tapir_provider::TraceSwitch::default(),
-        };
-        let task = tokio::spawn(provider.run(cx));
+        let RunningProvider {
+            events,
+            requests,
+            shutdown,
+            task,
+        } = RunningProvider::start(provider, "sim-test");
         Running {
             events,
             requests,

@@ -34,6 +34,8 @@ use tapir_model::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod testing;
+
 /// The tracing target of raw PBX traffic.
 pub const PROTOCOL_TRACE: &str = "tapir_protocol";
 

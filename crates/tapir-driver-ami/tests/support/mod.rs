@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use tapir_driver_ami::{AmiConfig, AmiProvider};
 use tapir_model::RequestId;
-use tapir_provider::{
-    CallReport, Provider, ProviderCommand, ProviderContext, ProviderError, ProviderEvent,
-    ProviderRequest,
-};
+use tapir_provider::testing::RunningProvider;
+use tapir_provider::{CallReport, ProviderCommand, ProviderError, ProviderEvent, ProviderRequest};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -39,18 +37,13 @@ pub struct Running {
 
 impl Running {
     pub fn start(config: AmiConfig) -> Running {
-        let (event_tx, events) = mpsc::channel(1024);
-        let (requests, request_rx) = mpsc::channel(64);
-        let shutdown = CancellationToken::new();
         let provider = Box::new(AmiProvider::new(config).expect("valid config"));
-        let cx = ProviderContext {
-            instance: "ami-test".into(),
-            events: event_tx,
-            requests: request_rx,
-            shutdown: shutdown.clone(),
-            trace: tapir_provider::TraceSwitch::default(),
-        };
-        let task = tokio::spawn(provider.run(cx));
+        let RunningProvider {
+            events,
+            requests,
+            shutdown,
+            task,
+        } = RunningProvider::start(provider, "ami-test");
         Running {
             events,
             requests,
