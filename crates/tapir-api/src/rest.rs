@@ -207,6 +207,7 @@ pub(crate) async fn call_action(
     let call: u64 = parse_id(&id, "call")?;
     let none = |bytes: &[u8]| parse_optional_body::<NoBody>(bytes).map(|_| ());
     let command = match action.replace('_', "-").as_str() {
+        "accept" => none(&body).map(|_| CommandDto::Accept { call })?,
         "answer" => none(&body).map(|_| CommandDto::Answer { call })?,
         "drop" => none(&body).map(|_| CommandDto::Drop { call })?,
         "hold" => none(&body).map(|_| CommandDto::Hold { call })?,

@@ -41,6 +41,9 @@ pub(crate) fn route(
                 },
             ))
         }
+        Command::Accept { call } => r.on_call(*call, CallFeatures::ACCEPT, |call| {
+            ProviderCommand::Accept { call }
+        }),
         Command::Answer { call } => r.on_call(*call, CallFeatures::ANSWER, |call| {
             ProviderCommand::Answer { call }
         }),

@@ -115,6 +115,9 @@ pub fn plan(
             "Asterisk runs a consultation on the transferring phone's single channel; tapir \
              cannot present it as a separate consultation call",
         )),
+        ProviderCommand::Accept { .. } => Err(unavailable(
+            "Asterisk has no accept without answering; answer the call instead",
+        )),
         ProviderCommand::Simulate { .. } | ProviderCommand::SimulatePbx(_) => Err(unavailable(
             "simulated handset actions exist only on the simulated PBX",
         )),

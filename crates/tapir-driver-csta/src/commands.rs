@@ -144,6 +144,12 @@ pub fn plan(command: &ProviderCommand, mapping: &Mapping) -> Result<Plan, TapiEr
             device: device.0.clone(),
             on: *enabled,
         }),
+        ProviderCommand::Accept { .. } => {
+            return Err(TapiError::new(
+                ErrorKind::OperationUnavailable,
+                "CSTA has no accept without answering; answer the call instead",
+            ));
+        }
         ProviderCommand::Simulate { .. } | ProviderCommand::SimulatePbx(_) => {
             return Err(TapiError::new(
                 ErrorKind::OperationUnavailable,

@@ -46,6 +46,10 @@ pub enum Command {
         line: LineId,
         to: String,
     },
+    /// Claim an offered call (TAPI's `lineAccept`): it stays ringing, now `accepted`.
+    Accept {
+        call: CallId,
+    },
     Answer {
         call: CallId,
     },
@@ -119,6 +123,7 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::MakeCall { .. } => "make_call",
+            Command::Accept { .. } => "accept",
             Command::Answer { .. } => "answer",
             Command::Drop { .. } => "drop",
             Command::Hold { .. } => "hold",

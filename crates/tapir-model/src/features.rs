@@ -13,6 +13,8 @@ bitflags! {
     /// The call-control actions possible on one call, as TAPI `LINECALLFEATURE_*` bits.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub struct CallFeatures: u32 {
+        /// Claim an offered call before answering it (`LINECALLFEATURE_ACCEPT`).
+        const ACCEPT = 0x0000_0001;
         /// Join a consultation into a three-party conference (`LINECALLFEATURE_ADDTOCONF`).
         const CONFERENCE = 0x0000_0002;
         const ANSWER = 0x0000_0004;
@@ -34,6 +36,7 @@ impl CallFeatures {
     /// Wire names of the possible actions, in a stable order.
     pub fn names(self) -> Vec<&'static str> {
         [
+            (CallFeatures::ACCEPT, "accept"),
             (CallFeatures::ANSWER, "answer"),
             (CallFeatures::DROP, "drop"),
             (CallFeatures::HOLD, "hold"),
@@ -72,6 +75,7 @@ bitflags! {
         /// Handset and outside-world actions for demos and tests (the simulated PBX).
         const SIMULATE = 1 << 12;
         const GENERATE_DIGITS = 1 << 13;
+        const ACCEPT = 1 << 14;
     }
 }
 
@@ -95,6 +99,7 @@ impl Capabilities {
             (Capabilities::CONFERENCE, CallFeatures::CONFERENCE),
             (Capabilities::REDIRECT, CallFeatures::REDIRECT),
             (Capabilities::GENERATE_DIGITS, CallFeatures::GENERATE_DIGITS),
+            (Capabilities::ACCEPT, CallFeatures::ACCEPT),
         ];
         for (capability, features) in pairs {
             if self.contains(capability) {
@@ -140,9 +145,13 @@ pub fn call_features<'a>(
     let features = match call.state {
         S::Idle | S::Unknown => CallFeatures::empty(),
         S::Disconnected(_) => CallFeatures::DROP,
-        S::Offering(_) | S::Accepted => {
-            CallFeatures::ANSWER | CallFeatures::REDIRECT | CallFeatures::DROP
+        S::Offering(_) => {
+            CallFeatures::ACCEPT
+                | CallFeatures::ANSWER
+                | CallFeatures::REDIRECT
+                | CallFeatures::DROP
         }
+        S::Accepted => CallFeatures::ANSWER | CallFeatures::REDIRECT | CallFeatures::DROP,
         S::Dialtone(_) | S::Dialing | S::Proceeding | S::Busy(_) | S::SpecialInfo(_) => {
             CallFeatures::DROP | swap(other_held)
         }
@@ -219,7 +228,9 @@ mod tests {
     #[test]
     fn offering_can_be_answered_redirected_or_rejected() {
         let c = call(1, CallState::Offering(OfferingMode::Active));
-        assert_eq!(features(&c, &[]), ["answer", "drop", "redirect"]);
+        assert_eq!(features(&c, &[]), ["accept", "answer", "drop", "redirect"]);
+        let accepted = call(1, CallState::Accepted);
+        assert_eq!(features(&accepted, &[]), ["answer", "drop", "redirect"]);
     }
 
     #[test]

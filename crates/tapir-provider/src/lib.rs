@@ -187,6 +187,9 @@ pub enum ProviderCommand {
         device: DeviceKey,
         to: String,
     },
+    Accept {
+        call: CallRef,
+    },
     Answer {
         call: CallRef,
     },

@@ -74,6 +74,9 @@ pub enum CommandDto {
         line: u32,
         to: String,
     },
+    Accept {
+        call: u64,
+    },
     Answer {
         call: u64,
     },
@@ -231,6 +234,7 @@ impl CommandDto {
         let line = LineId;
         Ok(match self {
             CommandDto::MakeCall { line: l, to } => Command::MakeCall { line: line(l), to },
+            CommandDto::Accept { call: c } => Command::Accept { call: call(c) },
             CommandDto::Answer { call: c } => Command::Answer { call: call(c) },
             CommandDto::Drop { call: c } => Command::Drop { call: call(c) },
             CommandDto::Hold { call: c } => Command::Hold { call: call(c) },

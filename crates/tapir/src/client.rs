@@ -33,6 +33,7 @@ pub enum ClientError {
 /// A call action without parameters.
 #[derive(Debug, Clone, Copy)]
 pub enum CallAction {
+    Accept,
     Answer,
     Drop,
     Hold,
@@ -44,6 +45,7 @@ pub enum CallAction {
 impl CallAction {
     fn path(self) -> &'static str {
         match self {
+            CallAction::Accept => "accept",
             CallAction::Answer => "answer",
             CallAction::Drop => "drop",
             CallAction::Hold => "hold",

@@ -65,6 +65,8 @@ enum Cmd {
     },
     /// Place a call from LINE (an extension, instance/extension or #id) to NUMBER.
     Dial { line: String, number: String },
+    /// Claim a ringing call without answering it yet (TAPI's lineAccept).
+    Accept { call: u64 },
     /// Answer a ringing call.
     Answer { call: u64 },
     /// Drop (hang up) a call; on a ringing call this rejects it.
@@ -342,6 +344,10 @@ async fn client_command(client: &Client, command: Cmd, json: bool) -> Result<()>
             let line = client.resolve_line(&line).await?;
             done("dialling", client.make_call(line, &number).await?)?;
         }
+        Cmd::Accept { call } => done(
+            "accepted",
+            client.call_action(call, CallAction::Accept).await?,
+        )?,
         Cmd::Answer { call } => done(
             "answered",
             client.call_action(call, CallAction::Answer).await?,

@@ -349,3 +349,30 @@ async fn dtmf_digits_on_a_connected_call() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn an_offered_call_can_be_accepted_then_answered() {
+    let server = Server::start();
+    let (a, b) = call_between(&server, "216", "217").await;
+    let (status, body) = act(&server, b, "accept", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let accepted = wait_for_call(&server, "accepted", |c| c.id == b && c.state == "accepted").await;
+    assert!(!accepted.features.contains(&"accept".to_string()));
+    assert!(accepted.features.contains(&"answer".to_string()));
+    let (status, body) = act(&server, b, "accept", json!({})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("invalid_call_state")),
+        "{body}"
+    );
+    let out = server.cli(&["answer", &b.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for_call(&server, "connected", |c| {
+        c.id == a && c.state == "connected"
+    })
+    .await;
+}

@@ -24,6 +24,15 @@ impl Switch {
         Ok(Completion::Call(call_ref(id)))
     }
 
+    /// An application claims an offered call; it keeps ringing until answered.
+    pub(super) fn accept_call(&mut self, call: &CallRef) -> Result<(), TapiError> {
+        let id = self
+            .leg_in(call, |s| matches!(s, CallState::Offering(_)), "offering")?
+            .id;
+        self.set_state(id, CallState::Accepted);
+        Ok(())
+    }
+
     pub(super) fn answer_call(&mut self, call: &CallRef) -> Result<(), TapiError> {
         let id = self.leg_id(call)?;
         self.answer(id)

@@ -192,6 +192,7 @@ impl Switch {
         use ProviderCommand as C;
         match command {
             C::MakeCall { device, to } => self.make_call(&device, &to),
+            C::Accept { call } => self.accept_call(&call).map(done),
             C::Answer { call } => self.answer_call(&call).map(done),
             C::Drop { call } => self.drop_call(&call).map(done),
             C::Hold { call } => self.hold_call(&call).map(done),
