@@ -15,7 +15,6 @@ use tracing_appender::non_blocking::WorkerGuard;
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::filter::{FilterExt, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 use crate::config::LOG_LEVELS;
@@ -56,7 +55,7 @@ impl LogControl {
                 )
             })?;
         let (writer, guard) = tracing_appender::non_blocking(appender);
-        Registry::default()
+        let subscriber = Registry::default()
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
@@ -70,8 +69,10 @@ impl LogControl {
                         // The instance span names the instance on every trace line.
                         is_protocol(meta) || (meta.is_span() && meta.name() == "instance")
                     })),
-            )
-            .try_init()
+            );
+        // No bridge for the `log` crate: its records (tungstenite logs every frame) would each
+        // cost a filter check on the hot path; with no logger they stop at `log`'s own level.
+        tracing::subscriber::set_global_default(subscriber)
             .map_err(|e| format!("cannot install logging: {e}"))?;
         Ok(LogControl {
             log,
