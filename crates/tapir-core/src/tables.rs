@@ -54,6 +54,7 @@ impl CallEntry {
         CallSnapshot {
             call: self.call.clone(),
             features: self.features,
+            instance: self.instance,
         }
     }
 }

@@ -16,6 +16,8 @@ pub struct LineSnapshot {
 pub struct CallSnapshot {
     pub call: Call,
     pub features: CallFeatures,
+    /// The instance of the call's line, so that a call can be placed without its line.
+    pub instance: InstanceId,
 }
 
 /// The state of one instance's PBX link.
@@ -95,6 +97,17 @@ pub enum Event {
 }
 
 impl Event {
+    /// The instance the event is about, by id where the event carries one.
+    pub fn instance_id(&self) -> Option<InstanceId> {
+        match self {
+            Event::LineCreated(l) | Event::LineChanged(l) => Some(l.line.instance),
+            Event::CallNew(c) | Event::CallState(c) | Event::CallFeatures(c) => Some(c.instance),
+            Event::CallInfo { call, .. } => Some(call.instance),
+            Event::InstanceChanged(i) => Some(i.id),
+            Event::LineRemoved { .. } | Event::LinePurged { .. } => None,
+        }
+    }
+
     /// The line the event is about, if any.
     pub fn line(&self) -> Option<LineId> {
         match self {

@@ -12,7 +12,9 @@
 //! - [`features`]: which actions are possible now for a call (TAPI's `dwCallFeatures`).
 //! - [`command`]: the call-control commands clients give.
 //! - [`error`]: typed errors that map onto TAPI's `LINEERR_*` codes.
+//! - [`access`]: rights, relations, roles and operating modes of the rights model.
 
+pub mod access;
 pub mod call;
 pub mod command;
 pub mod error;
@@ -22,6 +24,7 @@ pub mod line;
 pub mod party;
 pub mod state;
 
+pub use access::{OperatingMode, Relation, Right, Role, UnknownWord};
 pub use call::{Call, CallInfo, CallInfoChange, Transition, classify_transition};
 pub use command::{Command, PbxSimAction, PickupTarget, SimAction};
 pub use error::{ErrorKind, TapiError};

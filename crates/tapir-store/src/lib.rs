@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`Store`]: opens or creates the database, upgrades its schema one step at a time, and
 //!   hands out permanent line ids.
+//! - `accounts`: users, tokens, teams, line assignments and the audit log.
 //!
 //! # Invariants
 //! - A line id is keyed by (instance name, PBX device key), never by position in a list, and
@@ -10,10 +11,17 @@
 //!   again.
 //! - Calls are blocking; the core runs them off its async workers.
 
+mod accounts;
+
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tapir_model::LineId;
+
+pub use accounts::{
+    Assignment, AssignmentBatch, AuditEntry, AuditQuery, Grant, NewToken, NewUser, Seconds,
+    TeamRecord, TokenKind, TokenRecord, UserChange, UserRecord,
+};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +38,9 @@ pub enum StoreError {
     },
     #[error("line id space exhausted (id {0} does not fit in 32 bits)")]
     IdsExhausted(i64),
+    /// A name that must be unique is taken, or a row referred to does not exist.
+    #[error("{0}")]
+    Conflict(String),
     #[error("database schema version {found} is newer than this tapir understands ({supported})")]
     SchemaTooNew { found: i64, supported: i64 },
 }
@@ -52,22 +63,74 @@ pub struct KnownLine {
 }
 
 /// Each step upgrades the schema by one version; never edit a step once released.
-const MIGRATIONS: &[&str] = &["CREATE TABLE line_identity (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE line_identity (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         instance TEXT NOT NULL,
         device_key TEXT NOT NULL,
         address TEXT NOT NULL,
         name TEXT NOT NULL,
         UNIQUE (instance, device_key)
-    );"];
+    );",
+    "CREATE TABLE users (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        tenant TEXT,
+        role TEXT NOT NULL,
+        friendly_name TEXT NOT NULL DEFAULT '',
+        password_hash TEXT,
+        may_dial INTEGER NOT NULL DEFAULT 1,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        label TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        secret_hash BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        revoked_at INTEGER
+    );
+    CREATE TABLE teams (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        member_right TEXT NOT NULL,
+        UNIQUE (tenant, name)
+    );
+    CREATE TABLE team_members (
+        team_id INTEGER NOT NULL REFERENCES teams (id) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        PRIMARY KEY (team_id, user_id)
+    );
+    CREATE TABLE line_assignments (
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        line_id INTEGER NOT NULL REFERENCES line_identity (id) ON DELETE CASCADE,
+        relation TEXT NOT NULL,
+        right TEXT NOT NULL,
+        PRIMARY KEY (user_id, line_id)
+    );
+    CREATE INDEX line_assignments_by_line ON line_assignments (line_id);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        tenant TEXT,
+        action TEXT NOT NULL,
+        line INTEGER,
+        call INTEGER,
+        result TEXT NOT NULL
+    );",
+];
 
 /// The open database.
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
-fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+pub(crate) fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Sql { context, source }
 }
 
@@ -93,6 +156,12 @@ impl Store {
     }
 
     fn with_connection(mut conn: Connection) -> Result<Store, StoreError> {
+        // Assignments, tokens and memberships go with the line or user they belong to.
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(sql("enabling foreign keys"))?;
+        // The engine and the accounts service each hold a connection to the same file.
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql("setting the busy timeout"))?;
         migrate(&mut conn)?;
         Ok(Store { conn })
     }
@@ -174,6 +243,41 @@ impl Store {
                 address,
                 name,
             });
+        }
+        Ok(lines)
+    }
+
+    /// Every line not purged, of every instance: (instance, line), by id.
+    pub fn all_known_lines(&self) -> Result<Vec<(String, KnownLine)>, StoreError> {
+        let mut query = self
+            .conn
+            .prepare(
+                "SELECT id, device_key, address, name, instance FROM line_identity ORDER BY id",
+            )
+            .map_err(sql("preparing the known-lines query"))?;
+        let rows = query
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(sql("listing known lines"))?;
+        let mut lines = Vec::new();
+        for row in rows {
+            let (id, device_key, address, name, instance) =
+                row.map_err(sql("reading a known line"))?;
+            let id = LineId(u32::try_from(id).map_err(|_| StoreError::IdsExhausted(id))?);
+            let line = KnownLine {
+                id,
+                device_key,
+                address,
+                name,
+            };
+            lines.push((instance, line));
         }
         Ok(lines)
     }
