@@ -15,14 +15,20 @@
 //! - Every change bumps the generation that open sessions watch.
 
 mod error;
+mod import;
 mod limiter;
 mod password;
 mod policy;
 mod service;
 mod token;
+mod tsecimp;
 
 pub use error::{AccessError, ImportProblem};
+pub use import::ImportSummary;
 pub use password::MIN_PASSWORD_CHARS;
 pub use policy::{DEFAULT_TENANT, Denial, InstancePolicy, Need, Policies, Principal};
 pub use service::{Accounts, AuditTarget, FIRST_ADMIN, IssuedToken, SESSION_LIFETIME, UserRequest};
 pub use token::BearerToken;
+pub use tapir_store::{
+    Assignment, AuditEntry, TeamRecord, TokenKind, TokenRecord, UserChange, UserRecord,
+};

@@ -9,9 +9,36 @@ use tapir_wire::{
     PurgeBody, PurgedDto, ReloadDto, TraceBody,
 };
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::rest::{JsonBody, parse_id, run};
 use crate::{AdminError, ApiState};
+
+/// Only an administrator of every tenant may act on the whole server.
+fn server_admin(caller: &Caller) -> Result<(), ApiError> {
+    if caller.0.is_global_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "only an administrator of every tenant may do this".into(),
+        ))
+    }
+}
+
+/// An instance is administered by the administrators of its tenant; to everyone else of
+/// other tenants it does not exist.
+fn instance_admin(state: &ApiState, caller: &Caller, name: &str) -> Result<(), ApiError> {
+    let policies = state.accounts.policies();
+    let tenant = policies.get(name).map(|p| p.tenant.as_str());
+    match tenant {
+        Some(t) if caller.0.administers(t) => Ok(()),
+        Some(t) if caller.0.in_tenant(t) => Err(ApiError::Forbidden(format!(
+            "only an administrator may change instance {name:?}"
+        ))),
+        None if caller.0.is_global_admin() => Ok(()),
+        _ => Err(ApiError::NotFound(format!("no instance {name:?}"))),
+    }
+}
 
 impl From<AdminError> for ApiError {
     fn from(e: AdminError) -> ApiError {
@@ -28,7 +55,28 @@ fn admin(state: &ApiState) -> Result<std::sync::Arc<dyn crate::Admin>, ApiError>
     })
 }
 
-async fn purge(state: &ApiState, lines: Vec<u32>) -> Result<Json<PurgedDto>, ApiError> {
+async fn purge(
+    state: &ApiState,
+    caller: &Caller,
+    lines: Vec<u32>,
+) -> Result<Json<PurgedDto>, ApiError> {
+    if !caller.0.is_global_admin() {
+        let policies = state.accounts.policies();
+        for id in &lines {
+            let line = state.engine.line(LineId(*id)).await?;
+            let tenant = line
+                .as_ref()
+                .and_then(|l| policies.get(&l.instance))
+                .map(|p| p.tenant.as_str());
+            match tenant {
+                Some(t) if caller.0.administers(t) => {}
+                Some(t) if caller.0.in_tenant(t) => {
+                    return Err(ApiError::Forbidden("only an administrator may purge lines".into()));
+                }
+                _ => return Err(ApiError::NotFound(format!("no line {id}"))),
+            }
+        }
+    }
     let purged = state
         .engine
         .purge_lines(lines.into_iter().map(LineId).collect())
@@ -43,9 +91,10 @@ async fn purge(state: &ApiState, lines: Vec<u32>) -> Result<Json<PurgedDto>, Api
     responses((status = 200, body = PurgedDto), (status = 409, body = ErrorDto)))]
 pub(crate) async fn purge_lines(
     State(state): State<ApiState>,
+    caller: Caller,
     JsonBody(body): JsonBody<PurgeBody>,
 ) -> Result<Json<PurgedDto>, ApiError> {
-    purge(&state, body.lines).await
+    purge(&state, &caller, body.lines).await
 }
 
 #[utoipa::path(delete, path = "/api/v1/lines/{id}", tag = "administration",
@@ -54,10 +103,11 @@ pub(crate) async fn purge_lines(
         (status = 409, body = ErrorDto, description = "The line is not defunct")))]
 pub(crate) async fn purge_line(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<PurgedDto>, ApiError> {
     let id = parse_id(&id, "line")?;
-    purge(&state, vec![id]).await
+    purge(&state, &caller, vec![id]).await
 }
 
 #[utoipa::path(post, path = "/api/v1/instances/{name}/sim", tag = "simulator",
@@ -65,16 +115,21 @@ pub(crate) async fn purge_line(
     responses((status = 200, body = CommandResultDto), (status = 422, body = ErrorDto)))]
 pub(crate) async fn simulate_pbx(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(name): Path<String>,
     JsonBody(action): JsonBody<PbxSimActionDto>,
 ) -> Result<Json<CommandResultDto>, ApiError> {
-    Ok(Json(run(&state, CommandDto::sim_pbx(name, action)).await?))
+    Ok(Json(run(&state, &caller, CommandDto::sim_pbx(name, action)).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/reload", tag = "administration",
     responses((status = 200, body = ReloadDto),
         (status = 422, body = ErrorDto, description = "The config is invalid; nothing changed")))]
-pub(crate) async fn reload(State(state): State<ApiState>) -> Result<Json<ReloadDto>, ApiError> {
+pub(crate) async fn reload(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<ReloadDto>, ApiError> {
+    server_admin(&caller)?;
     Ok(Json(admin(&state)?.reload().await?))
 }
 
@@ -84,8 +139,10 @@ pub(crate) async fn reload(State(state): State<ApiState>) -> Result<Json<ReloadD
         whether the PBX could be reached"), (status = 404, body = ErrorDto)))]
 pub(crate) async fn test_instance(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<InstanceTestDto>, ApiError> {
+    instance_admin(&state, &caller, &name)?;
     Ok(Json(admin(&state)?.test_instance(name).await?))
 }
 
@@ -94,9 +151,11 @@ pub(crate) async fn test_instance(
     responses((status = 200), (status = 404, body = ErrorDto), (status = 422, body = ErrorDto)))]
 pub(crate) async fn set_log_level(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<LogLevelBody>,
 ) -> Result<Json<LogLevelBody>, ApiError> {
+    instance_admin(&state, &caller, &name)?;
     admin(&state)?.set_log_level(name, body.level.clone())?;
     Ok(Json(body))
 }
@@ -106,9 +165,11 @@ pub(crate) async fn set_log_level(
     responses((status = 200, body = TraceBody), (status = 404, body = ErrorDto)))]
 pub(crate) async fn set_trace(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<TraceBody>,
 ) -> Result<Json<TraceBody>, ApiError> {
+    instance_admin(&state, &caller, &name)?;
     admin(&state)?.set_trace(name, body.enabled).await?;
     Ok(Json(body))
 }

@@ -14,7 +14,9 @@
 //! - The API keeps no state of its own: every answer comes from the engine.
 //! - Bad input gets a precise error and never closes a connection or stops the server.
 
+mod accounts;
 mod admin;
+mod auth;
 mod convert;
 mod encoded;
 mod error;
@@ -26,8 +28,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
+use tapir_access::Accounts;
 use tapir_core::EngineHandle;
 use tapir_wire::{InstanceTestDto, ReloadDto};
 use tokio_util::sync::CancellationToken;
@@ -38,6 +41,8 @@ pub use openapi::openapi_json;
 #[derive(Clone)]
 pub struct ApiState {
     pub engine: EngineHandle,
+    /// Who callers are and what they may do.
+    pub accounts: Arc<Accounts>,
     /// Renders `/metrics`; `None` when no recorder is installed.
     pub metrics: Option<PrometheusHandle>,
     /// Ends open WebSocket sessions when the server shuts down.
@@ -51,12 +56,14 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(
         engine: EngineHandle,
+        accounts: Arc<Accounts>,
         metrics: Option<PrometheusHandle>,
         shutdown: CancellationToken,
         admin: Option<Arc<dyn Admin>>,
     ) -> ApiState {
         ApiState {
             engine,
+            accounts,
             metrics,
             shutdown,
             admin,
@@ -118,6 +125,38 @@ pub fn router(state: ApiState) -> Router {
         .route("/calls/{id}", get(rest::call))
         .route("/calls/{id}/{action}", post(rest::call_action))
         .route("/ws", get(ws::upgrade))
+        .route("/login", post(accounts::login))
+        .route("/logout", post(accounts::logout))
+        .route("/me", get(accounts::me))
+        .route("/users", get(accounts::users).post(accounts::create_user))
+        .route(
+            "/users/{name}",
+            get(accounts::user)
+                .patch(accounts::change_user)
+                .delete(accounts::delete_user),
+        )
+        .route("/users/{name}/password", put(accounts::set_password))
+        .route(
+            "/users/{name}/lines/{line}",
+            put(accounts::assign).delete(accounts::unassign),
+        )
+        .route("/assignments", get(accounts::assignments))
+        .route("/tokens", get(accounts::tokens).post(accounts::create_token))
+        .route("/tokens/{id}", delete(accounts::revoke_token))
+        .route("/teams", get(accounts::teams).post(accounts::create_team))
+        .route(
+            "/teams/{name}",
+            put(accounts::set_team_right).delete(accounts::delete_team),
+        )
+        .route(
+            "/teams/{name}/members/{user}",
+            put(accounts::add_member).delete(accounts::remove_member),
+        )
+        .route(
+            "/tsecimp",
+            get(accounts::export_tsecimp).post(accounts::import_tsecimp),
+        )
+        .route("/audit", get(accounts::audit))
         .fallback(rest::not_found);
     Router::new()
         .nest(tapir_wire::API_PREFIX, api)
@@ -140,7 +179,9 @@ pub async fn serve(
             tracing::debug!(%error, "cannot disable Nagle's algorithm on a connection");
         }
     });
-    axum::serve(listener, router(state))
+    // The peer's address limits failed logins per client.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

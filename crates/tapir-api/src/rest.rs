@@ -7,13 +7,15 @@ use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use tapir_model::{CallId, LineId};
+use tapir_core::InstanceInfo;
+use tapir_model::{CallId, LineId, Right};
 use tapir_wire::{
     CallDto, CommandDto, CommandResultDto, DialBody, DigitsBody, DndBody, ErrorDto, ForwardsBody,
     InstanceDto, LineDto, PickupBody, PickupOntoLineBody, SimActionDto, SwapBody,
 };
 
 use crate::ApiState;
+use crate::auth::{self, Caller, Gate};
 use crate::convert;
 use crate::error::ApiError;
 
@@ -52,10 +54,11 @@ pub(crate) fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T,
 
 pub(crate) async fn run(
     state: &ApiState,
+    caller: &Caller,
     command: CommandDto,
 ) -> Result<CommandResultDto, ApiError> {
     let command = command.into_model()?;
-    let outcome = state.engine.execute(command).await?;
+    let outcome = auth::execute(state, &caller.0, command).await?;
     Ok(CommandResultDto {
         request: outcome.request.0,
         call: outcome.call.map(|c| c.0),
@@ -64,24 +67,29 @@ pub(crate) async fn run(
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The server runs")))]
-pub(crate) async fn healthz(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let instances = state.engine.instances().await?;
-    let body = serde_json::json!({
-        "status": "ok",
-        "instances": instances.iter().map(convert::instance).collect::<Vec<_>>(),
-    });
-    Ok(Json(body).into_response())
+pub(crate) async fn healthz() -> Response {
+    // Unauthenticated, so it names nothing: instance health is under /instances.
+    Json(serde_json::json!({ "status": "ok" })).into_response()
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
-pub(crate) async fn metrics(State(state): State<ApiState>) -> Response {
+pub(crate) async fn metrics(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    // Metrics cover every tenant, so only the server's administrators read them.
+    if !caller.is_global_admin() {
+        return Err(ApiError::Forbidden(
+            "only an administrator of every tenant may read the metrics".into(),
+        ));
+    }
     let text = state
         .metrics
         .as_ref()
         .map(|m| m.render())
         .unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 pub(crate) async fn openapi() -> Response {
@@ -100,16 +108,39 @@ pub(crate) async fn not_found(uri: Uri) -> ApiError {
     responses((status = 200, body = [InstanceDto])))]
 pub(crate) async fn instances(
     State(state): State<ApiState>,
+    caller: Caller,
 ) -> Result<Json<Vec<InstanceDto>>, ApiError> {
     let instances = state.engine.instances().await?;
-    Ok(Json(instances.iter().map(convert::instance).collect()))
+    let gate = gate(&state, &caller, &instances);
+    Ok(Json(
+        instances
+            .iter()
+            .filter(|i| gate.instance_visible(i))
+            .map(convert::instance)
+            .collect(),
+    ))
+}
+
+pub(crate) fn gate(state: &ApiState, caller: &Caller, instances: &[InstanceInfo]) -> Gate {
+    Gate::new(caller.0.clone(), state.accounts.policies(), instances)
 }
 
 #[utoipa::path(get, path = "/api/v1/lines", tag = "lines",
     responses((status = 200, body = [LineDto])))]
-pub(crate) async fn lines(State(state): State<ApiState>) -> Result<Json<Vec<LineDto>>, ApiError> {
+pub(crate) async fn lines(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<Vec<LineDto>>, ApiError> {
     let snapshot = state.engine.snapshot().await?;
-    Ok(Json(snapshot.lines.iter().map(convert::line).collect()))
+    let gate = gate(&state, &caller, &snapshot.instances);
+    Ok(Json(
+        snapshot
+            .lines
+            .iter()
+            .filter(|l| gate.line_right(l) > Right::None)
+            .map(convert::line)
+            .collect(),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/lines/{id}", tag = "lines",
@@ -117,12 +148,14 @@ pub(crate) async fn lines(State(state): State<ApiState>) -> Result<Json<Vec<Line
     responses((status = 200, body = LineDto), (status = 404, body = ErrorDto)))]
 pub(crate) async fn line(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<LineDto>, ApiError> {
     let id = LineId(parse_id(&id, "line")?);
+    let gate = gate(&state, &caller, &[]);
     match state.engine.line(id).await? {
-        Some(line) => Ok(Json(convert::line(&line))),
-        None => Err(ApiError::NotFound(format!("no line {id}"))),
+        Some(line) if gate.line_right(&line) > Right::None => Ok(Json(convert::line(&line))),
+        _ => Err(ApiError::NotFound(format!("no line {id}"))),
     }
 }
 
@@ -138,14 +171,17 @@ pub(crate) struct CallsQuery {
     responses((status = 200, body = [CallDto])))]
 pub(crate) async fn calls(
     State(state): State<ApiState>,
+    caller: Caller,
     query: Result<Query<CallsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<CallDto>>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let snapshot = state.engine.snapshot().await?;
+    let gate = gate(&state, &caller, &snapshot.instances);
     let calls = snapshot
         .calls
         .iter()
         .filter(|c| query.line.is_none_or(|l| c.call.line.0 == l))
+        .filter(|c| gate.call_right(c) > Right::None)
         .map(convert::call)
         .collect();
     Ok(Json(calls))
@@ -156,12 +192,15 @@ pub(crate) async fn calls(
     responses((status = 200, body = CallDto), (status = 404, body = ErrorDto)))]
 pub(crate) async fn call(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<CallDto>, ApiError> {
     let id = CallId(parse_id(&id, "call")?);
+    let instances = state.engine.instances().await?;
+    let gate = gate(&state, &caller, &instances);
     match state.engine.call(id).await? {
-        Some(call) => Ok(Json(convert::call(&call))),
-        None => Err(ApiError::NotFound(format!("no call {id}"))),
+        Some(call) if gate.call_right(&call) > Right::None => Ok(Json(convert::call(&call))),
+        _ => Err(ApiError::NotFound(format!("no call {id}"))),
     }
 }
 
@@ -173,11 +212,12 @@ pub(crate) async fn call(
         (status = 422, body = ErrorDto), (status = 504, body = ErrorDto)))]
 pub(crate) async fn make_call(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<DialBody>,
 ) -> Result<Response, ApiError> {
     let line = parse_id(&id, "line")?;
-    let result = run(&state, CommandDto::MakeCall { line, to: body.to }).await?;
+    let result = run(&state, &caller, CommandDto::MakeCall { line, to: body.to }).await?;
     let location = result
         .call
         .map(|c| format!("{}/calls/{c}", tapir_wire::API_PREFIX));
@@ -201,6 +241,7 @@ pub(crate) async fn make_call(
         (status = 501, body = ErrorDto), (status = 504, body = ErrorDto)))]
 pub(crate) async fn call_action(
     State(state): State<ApiState>,
+    caller: Caller,
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<CommandResultDto>, ApiError> {
@@ -249,7 +290,7 @@ pub(crate) async fn call_action(
             )));
         }
     };
-    Ok(Json(run(&state, command).await?))
+    Ok(Json(run(&state, &caller, command).await?))
 }
 
 /// An action body that must be empty or `{}`.
@@ -263,6 +304,7 @@ struct NoBody {}
         (status = 422, body = ErrorDto)))]
 pub(crate) async fn set_forwards(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ForwardsBody>,
 ) -> Result<Json<CommandResultDto>, ApiError> {
@@ -270,6 +312,7 @@ pub(crate) async fn set_forwards(
     Ok(Json(
         run(
             &state,
+            &caller,
             CommandDto::SetForwards {
                 line,
                 forwards: body.forwards,
@@ -284,6 +327,7 @@ pub(crate) async fn set_forwards(
     responses((status = 200, body = CommandResultDto), (status = 404, body = ErrorDto)))]
 pub(crate) async fn set_dnd(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<DndBody>,
 ) -> Result<Json<CommandResultDto>, ApiError> {
@@ -291,6 +335,7 @@ pub(crate) async fn set_dnd(
     Ok(Json(
         run(
             &state,
+            &caller,
             CommandDto::SetDnd {
                 line,
                 enabled: body.enabled,
@@ -306,6 +351,7 @@ pub(crate) async fn set_dnd(
     responses((status = 200, body = CommandResultDto), (status = 409, body = ErrorDto)))]
 pub(crate) async fn pickup_onto_line(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PickupOntoLineBody>,
 ) -> Result<Json<CommandResultDto>, ApiError> {
@@ -315,7 +361,7 @@ pub(crate) async fn pickup_onto_line(
         call: body.call,
         from_line: body.from_line,
     };
-    Ok(Json(run(&state, command).await?))
+    Ok(Json(run(&state, &caller, command).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/lines/{id}/sim", tag = "simulator",
@@ -323,9 +369,10 @@ pub(crate) async fn pickup_onto_line(
     responses((status = 200, body = CommandResultDto), (status = 501, body = ErrorDto)))]
 pub(crate) async fn simulate(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
     JsonBody(action): JsonBody<SimActionDto>,
 ) -> Result<Json<CommandResultDto>, ApiError> {
     let line = parse_id(&id, "line")?;
-    Ok(Json(run(&state, CommandDto::sim(line, action)).await?))
+    Ok(Json(run(&state, &caller, CommandDto::sim(line, action)).await?))
 }

@@ -5,34 +5,67 @@
 //! the command caused, so a client always learns a new call's id before its first event.
 //! A client that falls behind the broadcast is resumed from the engine's buffer (or sent a
 //! fresh snapshot) instead of silently losing events.
+//!
+//! The caller authenticates at the upgrade (bearer header, or `access_token` in the query for
+//! browsers, which cannot set headers on a WebSocket). Every event passes the caller's
+//! [`Gate`]; when accounts or rights change, or every minute, the session checks the token
+//! again: a revoked token ends the session, changed rights send a fresh snapshot.
 
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tapir_access::Accounts;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use tapir_core::{EngineHandle, Sequenced, Subscription, SubscriptionStart};
 use tapir_wire::{ClientMessage, CommandDto, ErrorDto, ServerMessage};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::ApiState;
+use crate::auth::{self, Gate, bearer, missing_credentials};
 use crate::convert;
 use crate::encoded::EncodedEvents;
+use crate::error::ApiError;
 
 /// The largest client message accepted; commands are small.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
-pub(crate) async fn upgrade(State(state): State<ApiState>, ws: WebSocketUpgrade) -> Response {
+/// How often a session checks that its token is still valid, changes or not.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `?access_token=` on the upgrade request.
+#[derive(Deserialize)]
+pub(crate) struct TokenQuery {
+    access_token: Option<String>,
+}
+
+pub(crate) async fn upgrade(
+    State(state): State<ApiState>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let token = bearer(&headers).map(str::to_owned).or(query.access_token);
+    let Some(token) = token else {
+        return missing_credentials().into_response();
+    };
+    let principal = match state.accounts.authenticate(&token).await {
+        Ok(principal) => Arc::new(principal),
+        Err(error) => return ApiError::from(error).into_response(),
+    };
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
             metrics::gauge!("tapir_ws_sessions").increment(1);
-            let session = Session::new(state.engine, state.encoded, socket);
-            if let Err(error) = session.run(state.shutdown).await {
+            let shutdown = state.shutdown.clone();
+            let session = Session::new(state, token, principal, socket);
+            if let Err(error) = session.run(shutdown).await {
                 tracing::debug!(%error, "WebSocket session ended");
             }
             metrics::gauge!("tapir_ws_sessions").decrement(1);
@@ -42,7 +75,13 @@ pub(crate) async fn upgrade(State(state): State<ApiState>, ws: WebSocketUpgrade)
 type Pending = Pin<Box<dyn Future<Output = ServerMessage> + Send>>;
 
 struct Session {
+    state: ApiState,
     engine: EngineHandle,
+    /// The caller's token, to check again when accounts change.
+    token: String,
+    accounts: Arc<Accounts>,
+    changes: watch::Receiver<u64>,
+    gate: Gate,
     /// Event text shared with the other sessions.
     encoded: Arc<EncodedEvents>,
     socket: WebSocket,
@@ -59,13 +98,29 @@ enum SessionEnd {
     Socket(#[from] axum::Error),
     #[error("the engine stopped")]
     EngineStopped,
+    #[error("the caller's credentials are no longer valid")]
+    CredentialsRevoked,
 }
 
 impl Session {
-    fn new(engine: EngineHandle, encoded: Arc<EncodedEvents>, socket: WebSocket) -> Session {
+    fn new(
+        state: ApiState,
+        token: String,
+        principal: Arc<tapir_access::Principal>,
+        socket: WebSocket,
+    ) -> Session {
+        let accounts = state.accounts.clone();
+        let mut changes = accounts.watch();
+        changes.mark_unchanged();
+        let gate = Gate::new(principal, accounts.policies(), &[]);
         Session {
-            engine,
-            encoded,
+            engine: state.engine.clone(),
+            encoded: state.encoded.clone(),
+            state,
+            token,
+            accounts,
+            changes,
+            gate,
             socket,
             events: None,
             lines: None,
@@ -75,6 +130,8 @@ impl Session {
     }
 
     async fn run(mut self, shutdown: CancellationToken) -> Result<(), SessionEnd> {
+        let mut recheck = tokio::time::interval(RECHECK);
+        recheck.tick().await;
         loop {
             tokio::select! {
                 biased;
@@ -82,6 +139,13 @@ impl Session {
                     let _ = self.socket.send(Message::Close(None)).await;
                     return Ok(());
                 }
+                changed = self.changes.changed() => {
+                    if changed.is_err() {
+                        return Err(SessionEnd::EngineStopped);
+                    }
+                    self.recheck().await?;
+                }
+                _ = recheck.tick() => self.recheck().await?,
                 Some(result) = self.results.next(), if !self.results.is_empty() => {
                     self.send(&result).await?;
                 }
@@ -133,11 +197,35 @@ impl Session {
                 Ok(())
             }
             Ok(ClientMessage::Command { id, command }) => {
+                let principal = self.gate.principal().clone();
                 self.results
-                    .push(Box::pin(execute(self.engine.clone(), id, command)));
+                    .push(Box::pin(execute(self.state.clone(), principal, id, command)));
                 Ok(())
             }
         }
+    }
+
+    /// Checks the token again; on changed rights, sends a fresh snapshot of what the caller
+    /// now sees.
+    async fn recheck(&mut self) -> Result<(), SessionEnd> {
+        let principal = match self.accounts.authenticate(&self.token).await {
+            Ok(principal) => Arc::new(principal),
+            Err(error) => {
+                let (_, dto) = ApiError::from(error).to_dto();
+                self.send(&ServerMessage::Error { error: dto }).await?;
+                let _ = self.socket.send(Message::Close(None)).await;
+                return Err(SessionEnd::CredentialsRevoked);
+            }
+        };
+        let policies = self.accounts.policies();
+        if self.gate.same_view(&principal, &policies) {
+            return Ok(());
+        }
+        self.gate = self.gate.renewed(principal, policies);
+        if self.events.is_some() {
+            self.subscribe(None).await?;
+        }
+        Ok(())
     }
 
     async fn subscribe(&mut self, since: Option<u64>) -> Result<(), SessionEnd> {
@@ -150,13 +238,20 @@ impl Session {
         match start {
             SubscriptionStart::Snapshot(snapshot) => {
                 self.last_seq = snapshot.seq;
-                let Some(filter) = self.lines.clone() else {
+                self.gate = Gate::new(
+                    self.gate.principal().clone(),
+                    self.accounts.policies(),
+                    &snapshot.instances,
+                );
+                if self.lines.is_none() && self.gate.sees_all() {
                     let text = self.encoded.snapshot_text(&snapshot);
                     self.socket.send(Message::Text(text)).await?;
                     return Ok(());
-                };
-                let keep = move |id: u32| filter.contains(&id);
-                let dto = convert::snapshot(&snapshot, Some(&keep));
+                }
+                let visible = self.gate.filter(&snapshot);
+                let filter = self.lines.clone();
+                let keep = move |id: u32| filter.as_ref().is_none_or(|f| f.contains(&id));
+                let dto = convert::snapshot(&visible, Some(&keep));
                 self.send(&ServerMessage::Snapshot(dto)).await
             }
             SubscriptionStart::Replay(missed) => {
@@ -180,10 +275,11 @@ impl Session {
             return Ok(());
         }
         self.last_seq = event.seq;
+        self.gate.learn(&event.event);
         let wanted = match (&self.lines, event.event.line()) {
             (Some(lines), Some(line)) => lines.contains(&line.0),
             _ => true,
-        };
+        } && self.gate.event_visible(&event.event);
         if wanted {
             // A replay after falling behind sends many events in one go: results that are
             // ready must still go first, as the engine answered them before publishing.
@@ -204,10 +300,15 @@ async fn next_event(
     }
 }
 
-async fn execute(engine: EngineHandle, id: String, command: CommandDto) -> ServerMessage {
+async fn execute(
+    state: ApiState,
+    principal: Arc<tapir_access::Principal>,
+    id: String,
+    command: CommandDto,
+) -> ServerMessage {
     let result = match command.into_model() {
-        Ok(command) => engine.execute(command).await,
-        Err(error) => Err(error),
+        Ok(command) => auth::execute(&state, &principal, command).await,
+        Err(error) => Err(error.into()),
     };
     match result {
         Ok(outcome) => ServerMessage::Result {
@@ -222,7 +323,7 @@ async fn execute(engine: EngineHandle, id: String, command: CommandDto) -> Serve
             ok: false,
             request: None,
             call: None,
-            error: Some(ErrorDto::from(&error)),
+            error: Some(error.to_dto().1),
         },
     }
 }

@@ -9,12 +9,19 @@
 //! - [`command`]: the commands clients send, and their check and conversion into the model.
 //! - [`ws`]: the WebSocket envelope: what each side sends.
 //! - [`error`]: the one error shape of every failure.
+//! - [`accounts`]: users, tokens, teams, line assignments and the audit log.
 
+pub mod accounts;
 pub mod command;
 pub mod dto;
 pub mod error;
 pub mod ws;
 
+pub use accounts::{
+    AssignBody, AssignmentDto, AuditDto, IssuedTokenDto, LineRightDto, LoginBody, LoginDto, MeDto,
+    NewTeamBody, NewTokenBody, NewUserBody, PasswordBody, TeamDto, TeamRightBody, TokenDto,
+    TsecimpResultDto, UserDto, UserPatchBody,
+};
 pub use command::{CommandDto, ForwardDto, PbxSimActionDto, SimActionDto};
 pub use dto::{
     CallDto, CommandResultDto, DialBody, DigitsBody, DndBody, EventDto, ForwardsBody, InstanceDto,

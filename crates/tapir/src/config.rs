@@ -15,10 +15,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use tapir_access::{DEFAULT_TENANT, InstancePolicy, Policies};
 use tapir_core::{LineNameTemplate, Presentation, TemplateError};
 use tapir_driver_ami::{AmiConfig, AmiProvider};
 use tapir_driver_csta::{CstaConfig, CstaProvider};
 use tapir_driver_sim::{SimConfig, SimProvider};
+use tapir_model::OperatingMode;
 use tapir_numbers::{Location, NumberFormat, NumberPlan, PlanError};
 use tapir_provider::{Provider, ProviderError};
 
@@ -48,6 +50,16 @@ pub struct ServerConfig {
     /// How many events a WebSocket client may fall behind before it is resumed from the
     /// buffer (default 16,384).
     pub subscriber_backlog: Option<usize>,
+    /// Serve the API over TLS with this certificate and key.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: PEM files (`tapir tls self-signed` makes a pair to try it out).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// One `[[instances]]` entry: a PBX connection.
@@ -70,6 +82,16 @@ pub struct InstanceConfig {
     /// it sends and dial the ones clients give. Without it numbers pass through unchanged.
     #[serde(default)]
     pub location: Option<Location>,
+    /// The customer this PBX belongs to; users of other tenants never see its lines
+    /// (default `default`).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Who sees the lines: workstation (default), terminal_server or server_application.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// terminal_server only: placing and dropping calls is reserved to users allowed to dial.
+    #[serde(default)]
+    pub restrict_dialing: bool,
     pub driver: DriverConfig,
 }
 
@@ -86,13 +108,38 @@ pub enum PresentationError {
 
 impl InstanceConfig {
     /// True when going from `self` to `new` needs the instance restarted; a new log level
-    /// alone does not.
+    /// or new rights settings alone do not.
     pub fn restart_needed(&self, new: &InstanceConfig) -> bool {
-        let without_level = |c: &InstanceConfig| InstanceConfig {
+        let link_only = |c: &InstanceConfig| InstanceConfig {
             log_level: None,
+            tenant: None,
+            mode: None,
+            restrict_dialing: false,
             ..c.clone()
         };
-        without_level(self) != without_level(new)
+        link_only(self) != link_only(new)
+    }
+
+    /// Who may see and use this instance's lines.
+    pub fn policy(&self) -> Result<InstancePolicy, String> {
+        let mode = match &self.mode {
+            Some(mode) => mode.parse::<OperatingMode>().map_err(|e| format!("mode: {e}"))?,
+            None => OperatingMode::default(),
+        };
+        if self.restrict_dialing && mode != OperatingMode::TerminalServer {
+            return Err("restrict_dialing applies to mode = \"terminal_server\" only".into());
+        }
+        let tenant = self.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+        if tenant.trim().is_empty() || tenant.trim() != tenant {
+            return Err(format!(
+                "tenant {tenant:?} must be non-empty without surrounding spaces"
+            ));
+        }
+        Ok(InstancePolicy {
+            tenant: tenant.to_owned(),
+            mode,
+            restrict_dialing: self.restrict_dialing,
+        })
     }
 
     /// How the instance's lines and numbers are presented.
@@ -152,6 +199,14 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Every instance's rights policy (the config is validated, so each has one).
+    pub fn policies(&self) -> Policies {
+        self.instances
+            .iter()
+            .filter_map(|i| i.policy().ok().map(|p| (i.name.clone(), p)))
+            .collect()
+    }
+
     /// The embedded default: one simulated PBX with 20 extensions.
     pub fn embedded_default() -> Config {
         Config {
@@ -162,6 +217,9 @@ impl Config {
                 log_level: None,
                 number_format: None,
                 location: None,
+                tenant: None,
+                mode: None,
+                restrict_dialing: false,
                 driver: DriverConfig::Sim(SimConfig::default()),
             }],
         }
@@ -211,6 +269,9 @@ impl Config {
                 )));
             }
             if let Err(error) = instance.presentation() {
+                return Err(invalid(format!("instances[{index}].{error}")));
+            }
+            if let Err(error) = instance.policy() {
                 return Err(invalid(format!("instances[{index}].{error}")));
             }
             if let Some(level) = &instance.log_level

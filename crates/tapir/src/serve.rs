@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use tapir_access::Accounts;
 use tapir_api::{Admin, AdminError, AdminFuture, ApiState};
 use tapir_core::{Engine, EngineConfig, EngineHandle, InstanceChange, InstanceSpec};
 use tapir_store::Store;
@@ -50,6 +51,28 @@ fn open_store(data_dir: &Path) -> Result<Store> {
     Ok(Store::open(&data_dir.join("tapir.db"))?)
 }
 
+/// Where the server leaves its administrator token for the CLI on the same machine.
+pub const LOCAL_TOKEN_FILE: &str = "cli-token";
+
+/// Issues a fresh CLI token and writes it readable by this OS user only; the old one stops
+/// working.
+async fn write_local_token(accounts: &Accounts, data_dir: &Path) -> Result<()> {
+    let token = accounts.issue_local_token().await?;
+    let path = data_dir.join(LOCAL_TOKEN_FILE);
+    let _ = std::fs::remove_file(&path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("cannot write the CLI token to {}", path.display()))?;
+    std::io::Write::write_all(&mut file, token.expose().as_bytes())
+        .with_context(|| format!("cannot write the CLI token to {}", path.display()))?;
+    tracing::info!(path = %path.display(), "administrator token for the CLI written");
+    Ok(())
+}
+
 fn spec(instance: &InstanceConfig) -> Result<InstanceSpec> {
     let provider = instance
         .driver
@@ -80,6 +103,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .or(config.server.data_dir.clone())
         .unwrap_or_else(default_data_dir);
     let store = open_store(&data_dir)?;
+    let accounts = Accounts::start(open_store(&data_dir)?, config.policies());
     let logs = LogControl::install(&data_dir.join("trace")).map_err(anyhow::Error::msg)?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
@@ -114,31 +138,48 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             "not every PBX reported its devices within {SETTLE_TIMEOUT:?}; serving anyway"
         );
     }
+    let tls = match &config.server.tls {
+        Some(tls) => Some(tapir_tls::server_tls::load_server_config(&tls.cert, &tls.key)?),
+        None => None,
+    };
+    write_local_token(&accounts, &data_dir).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
     tracing::info!(data_dir = %data_dir.display(), "state kept in {}", data_dir.join("tapir.db").display());
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // Tests and scripts read this line to find an ephemeral port.
-    println!("tapir listening on http://{local} (API at http://{local}/api/v1)");
+    println!("tapir listening on {scheme}://{local} (API at {scheme}://{local}/api/v1)");
 
     let admin = Arc::new(ServerAdmin {
         config_path: args.config.clone(),
         config: Mutex::new(config),
         engine: engine.clone(),
+        accounts: accounts.clone(),
         logs,
     });
     let hangups = reload_on_sighup(admin.clone(), shutdown.clone());
-    let state = ApiState::new(engine, Some(metrics), shutdown.clone(), Some(admin));
+    let state = ApiState::new(
+        engine,
+        accounts,
+        Some(metrics),
+        shutdown.clone(),
+        Some(admin),
+    );
     let stop = shutdown.clone();
     let signal = async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
         stop.cancel();
     };
-    tapir_api::serve(listener, state, signal)
-        .await
-        .context("the API server failed")?;
+    match tls {
+        Some(tls) => {
+            tapir_tls::server_tls::serve_tls(listener, tls, tapir_api::router(state), signal).await
+        }
+        None => tapir_api::serve(listener, state, signal).await,
+    }
+    .context("the API server failed")?;
     shutdown.cancel();
     hangups.abort();
     engine_task.await.context("the engine task failed")?;
@@ -151,6 +192,7 @@ struct ServerAdmin {
     /// The config in force; the lock also keeps two reloads from interleaving.
     config: Mutex<Config>,
     engine: EngineHandle,
+    accounts: Arc<Accounts>,
     logs: LogControl,
 }
 
@@ -185,6 +227,10 @@ impl ServerAdmin {
                 Some(_) => report.unchanged.push(instance.name.clone()),
             }
         }
+        // Until the engine has switched, both old and new instances need their policies.
+        let mut both = current.policies();
+        both.extend(new.policies());
+        self.accounts.set_policies(both);
         for instance in &new.instances {
             self.logs
                 .set_level(&instance.name, instance.log_level.as_deref())
@@ -206,6 +252,7 @@ impl ServerAdmin {
         {
             tracing::warn!("changes to [server] listen and data_dir take effect at the next start");
         }
+        self.accounts.set_policies(new.policies());
         *current = new;
         tracing::info!(added = ?report.added, removed = ?report.removed,
             restarted = ?report.restarted, "config reloaded");
