@@ -125,9 +125,10 @@ fn plan(
                     plan.friendly_names.push((name.clone(), friendly.clone()));
                 }
             }
-            None => plan
-                .new_users
-                .push((name.clone(), entry.friendly_name.clone().unwrap_or_default())),
+            None => plan.new_users.push((
+                name.clone(),
+                entry.friendly_name.clone().unwrap_or_default(),
+            )),
         }
         plan_lines(entry, &name, lines, &mut plan, &mut problems);
     }
@@ -190,13 +191,29 @@ fn apply(store: &mut Store, plan: &Plan, tenant: &str) -> Result<(), AccessError
 }
 
 impl Accounts {
+    /// The tenant an import or export is about: the one named, else the caller's, else the
+    /// only tenant the server has.
     fn tenant_for(
+        &self,
         caller: &Principal,
         tenant: Option<String>,
     ) -> Result<String, AccessError> {
+        let only_tenant = || {
+            let policies = self.policies();
+            let mut tenants: Vec<&String> = policies.values().map(|p| &p.tenant).collect();
+            tenants.sort();
+            tenants.dedup();
+            match tenants.as_slice() {
+                [one] => Some((*one).clone()),
+                _ => None,
+            }
+        };
         let tenant = tenant
             .or_else(|| caller.tenant.clone())
-            .ok_or_else(|| AccessError::Invalid("name the tenant (?tenant=)".into()))?;
+            .or_else(only_tenant)
+            .ok_or_else(|| {
+                AccessError::Invalid("the server has several tenants: name one (?tenant=)".into())
+            })?;
         if caller.administers(&tenant) {
             Ok(tenant)
         } else {
@@ -213,7 +230,7 @@ impl Accounts {
         tenant: Option<String>,
         text: &str,
     ) -> Result<ImportSummary, AccessError> {
-        let tenant = Self::tenant_for(caller, tenant)?;
+        let tenant = self.tenant_for(caller, tenant)?;
         let document = tsecimp::parse(text).map_err(|problems| {
             AccessError::Import(
                 problems
@@ -245,7 +262,7 @@ impl Accounts {
         caller: &Principal,
         tenant: Option<String>,
     ) -> Result<String, AccessError> {
-        let tenant = Self::tenant_for(caller, tenant)?;
+        let tenant = self.tenant_for(caller, tenant)?;
         let document = self
             .with_store(move |store| {
                 let assignments = store.assignments(None)?;
@@ -256,7 +273,9 @@ impl Accounts {
                         lines: Some(
                             assignments
                                 .iter()
-                                .filter(|a| a.user_id == user.id && a.relation == Relation::Assigned)
+                                .filter(|a| {
+                                    a.user_id == user.id && a.relation == Relation::Assigned
+                                })
                                 .map(|a| LineEntry {
                                     line: LineRef::PermanentId(a.line.0),
                                     remove: false,
@@ -264,8 +283,7 @@ impl Accounts {
                                 })
                                 .collect(),
                         ),
-                        friendly_name: Some(user.friendly_name.clone())
-                            .filter(|f| !f.is_empty()),
+                        friendly_name: Some(user.friendly_name.clone()).filter(|f| !f.is_empty()),
                         domain_user: user.name,
                         no_merge: true,
                         position: Position::default(),

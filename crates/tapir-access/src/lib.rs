@@ -28,7 +28,7 @@ pub use import::ImportSummary;
 pub use password::MIN_PASSWORD_CHARS;
 pub use policy::{DEFAULT_TENANT, Denial, InstancePolicy, Need, Policies, Principal};
 pub use service::{Accounts, AuditTarget, FIRST_ADMIN, IssuedToken, SESSION_LIFETIME, UserRequest};
-pub use token::BearerToken;
 pub use tapir_store::{
     Assignment, AuditEntry, TeamRecord, TokenKind, TokenRecord, UserChange, UserRecord,
 };
+pub use token::BearerToken;

@@ -17,8 +17,8 @@ use tapir_access::{
 use tapir_model::{LineId, Relation, Right, Role};
 use tapir_wire::{
     AssignBody, AssignmentDto, AuditDto, ErrorDto, IssuedTokenDto, LineRightDto, LoginBody,
-    LoginDto, MeDto, NewTeamBody, NewTokenBody, NewUserBody, PasswordBody, TeamDto,
-    TeamRightBody, TokenDto, TsecimpResultDto, UserDto, UserPatchBody,
+    LoginDto, MeDto, NewTeamBody, NewTokenBody, NewUserBody, PasswordBody, TeamDto, TeamRightBody,
+    TokenDto, TsecimpResultDto, UserDto, UserPatchBody,
 };
 
 use crate::ApiState;
@@ -46,7 +46,8 @@ fn word<T: std::str::FromStr<Err = tapir_model::UnknownWord>>(
     default: T,
 ) -> Result<T, ApiError> {
     text.map_or(Ok(default), |t| {
-        t.parse().map_err(|e: tapir_model::UnknownWord| ApiError::Unprocessable(e.to_string()))
+        t.parse()
+            .map_err(|e: tapir_model::UnknownWord| ApiError::Unprocessable(e.to_string()))
     })
 }
 
@@ -306,7 +307,9 @@ pub(crate) async fn tokens(
     Caller(caller): Caller,
 ) -> Result<Json<Vec<TokenDto>>, ApiError> {
     let tokens = state.accounts.tokens(&caller).await?;
-    Ok(Json(tokens.iter().map(|(t, user)| token_dto(t, user)).collect()))
+    Ok(Json(
+        tokens.iter().map(|(t, user)| token_dto(t, user)).collect(),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "accounts", request_body = NewTokenBody,
@@ -456,11 +459,12 @@ pub(crate) async fn export_tsecimp(
     query: Result<Query<TenantQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let xml = state
-        .accounts
-        .export_tsecimp(&caller, query.tenant)
-        .await?;
-    Ok(([(header::CONTENT_TYPE, "application/xml; charset=utf-8")], xml).into_response())
+    let xml = state.accounts.export_tsecimp(&caller, query.tenant).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        xml,
+    )
+        .into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/tsecimp", tag = "accounts", params(TenantQuery),

@@ -71,7 +71,9 @@ async fn purge(
             match tenant {
                 Some(t) if caller.0.administers(t) => {}
                 Some(t) if caller.0.in_tenant(t) => {
-                    return Err(ApiError::Forbidden("only an administrator may purge lines".into()));
+                    return Err(ApiError::Forbidden(
+                        "only an administrator may purge lines".into(),
+                    ));
                 }
                 _ => return Err(ApiError::NotFound(format!("no line {id}"))),
             }
@@ -119,7 +121,9 @@ pub(crate) async fn simulate_pbx(
     Path(name): Path<String>,
     JsonBody(action): JsonBody<PbxSimActionDto>,
 ) -> Result<Json<CommandResultDto>, ApiError> {
-    Ok(Json(run(&state, &caller, CommandDto::sim_pbx(name, action)).await?))
+    Ok(Json(
+        run(&state, &caller, CommandDto::sim_pbx(name, action)).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/reload", tag = "administration",

@@ -14,9 +14,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use tapir_access::{AuditTarget, Denial, InstancePolicy, Need, Policies, Principal};
 use tapir_core::{CallSnapshot, Event, InstanceInfo, LineSnapshot, Snapshot};
-use tapir_model::{
-    CallId, Command, ErrorKind, InstanceId, LineId, PickupTarget, Right, TapiError,
-};
+use tapir_model::{CallId, Command, ErrorKind, InstanceId, LineId, PickupTarget, Right, TapiError};
 
 use crate::ApiState;
 use crate::error::ApiError;
@@ -239,9 +237,9 @@ pub(crate) async fn authorize(
     state: &ApiState,
     principal: &Principal,
     command: &Command,
-) -> Result<AuditTarget, ApiError> {
+    audit: &mut AuditTarget,
+) -> Result<(), ApiError> {
     let policies = state.accounts.policies();
-    let mut audit = AuditTarget::default();
     for target in targets(command) {
         let (instance, line, need, what, unknown) = match target {
             Target::Line(id, need) => {
@@ -258,19 +256,36 @@ pub(crate) async fn authorize(
                 audit.call.get_or_insert(id.0);
                 let line = state.engine.line(call.call.line).await?;
                 let instance = line.map(|l| l.instance);
-                (instance, call.call.line, need, format!("call {id}"), unknown)
+                (
+                    instance,
+                    call.call.line,
+                    need,
+                    format!("call {id}"),
+                    unknown,
+                )
             }
             Target::Instance(name) => {
                 let visible = policies
                     .get(&name)
-                    .map_or(principal.is_global_admin(), |p| principal.administers(&p.tenant));
+                    .map_or(principal.is_global_admin(), |p| {
+                        principal.administers(&p.tenant)
+                    });
                 if !visible {
                     let message = format!("no instance {name:?}");
-                    return Err(if policies.get(&name).is_some_and(|p| principal.in_tenant(&p.tenant)) {
-                        TapiError::new(ErrorKind::NotOwner, format!("only an administrator may change instance {name:?}")).into()
-                    } else {
-                        ApiError::NotFound(message)
-                    });
+                    return Err(
+                        if policies
+                            .get(&name)
+                            .is_some_and(|p| principal.in_tenant(&p.tenant))
+                        {
+                            TapiError::new(
+                                ErrorKind::NotOwner,
+                                format!("only an administrator may change instance {name:?}"),
+                            )
+                            .into()
+                        } else {
+                            ApiError::NotFound(message)
+                        },
+                    );
                 }
                 audit.tenant = policies.get(&name).map(|p| p.tenant.clone());
                 continue;
@@ -283,13 +298,15 @@ pub(crate) async fn authorize(
             }
             return Err(unknown.into());
         };
-        principal
-            .check(policy, line, need)
-            .map_err(|denial| refusal(denial, &what, unknown))?;
-        audit.tenant.get_or_insert_with(|| policy.tenant.clone());
-        audit.line.get_or_insert(line);
+        let checked = principal.check(policy, line, need);
+        if checked != Err(Denial::Invisible) {
+            // Only what the caller may see goes into its tenant's audit log.
+            audit.tenant.get_or_insert_with(|| policy.tenant.clone());
+            audit.line.get_or_insert(line);
+        }
+        checked.map_err(|denial| refusal(denial, &what, unknown))?;
     }
-    Ok(audit)
+    Ok(())
 }
 
 /// Runs a checked command and writes the audit entry, whatever the outcome.
@@ -299,26 +316,26 @@ pub(crate) async fn execute(
     command: Command,
 ) -> Result<tapir_core::CommandOutcome, ApiError> {
     let action = command.name();
-    let target = match authorize(state, principal, &command).await {
-        Ok(target) => target,
-        Err(error) => {
-            let target = AuditTarget::default();
-            state
-                .accounts
-                .record(principal, action, target, &format!("denied: {}", error.name()))
-                .await;
-            return Err(error);
-        }
-    };
+    let mut target = AuditTarget::default();
+    if let Err(error) = authorize(state, principal, &command, &mut target).await {
+        let result = format!("denied: {}", error.name());
+        state
+            .accounts
+            .record(principal, action, target, &result)
+            .await;
+        return Err(error);
+    }
     let outcome = state.engine.execute(command).await;
     let result = match &outcome {
         Ok(_) => "ok",
         Err(error) => error.kind.as_str(),
     };
-    let mut target = target;
     if let Ok(outcome) = &outcome {
         target.call = target.call.or(outcome.call.map(|c| c.0));
     }
-    state.accounts.record(principal, action, target, result).await;
+    state
+        .accounts
+        .record(principal, action, target, result)
+        .await;
     Ok(outcome?)
 }

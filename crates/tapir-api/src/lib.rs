@@ -141,7 +141,10 @@ pub fn router(state: ApiState) -> Router {
             put(accounts::assign).delete(accounts::unassign),
         )
         .route("/assignments", get(accounts::assignments))
-        .route("/tokens", get(accounts::tokens).post(accounts::create_token))
+        .route(
+            "/tokens",
+            get(accounts::tokens).post(accounts::create_token),
+        )
         .route("/tokens/{id}", delete(accounts::revoke_token))
         .route("/teams", get(accounts::teams).post(accounts::create_team))
         .route(

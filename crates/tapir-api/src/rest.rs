@@ -374,5 +374,7 @@ pub(crate) async fn simulate(
     JsonBody(action): JsonBody<SimActionDto>,
 ) -> Result<Json<CommandResultDto>, ApiError> {
     let line = parse_id(&id, "line")?;
-    Ok(Json(run(&state, &caller, CommandDto::sim(line, action)).await?))
+    Ok(Json(
+        run(&state, &caller, CommandDto::sim(line, action)).await?,
+    ))
 }

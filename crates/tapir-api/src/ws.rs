@@ -19,10 +19,10 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use tapir_access::Accounts;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
+use serde::Deserialize;
+use tapir_access::Accounts;
 use tapir_core::{EngineHandle, Sequenced, Subscription, SubscriptionStart};
 use tapir_wire::{ClientMessage, CommandDto, ErrorDto, ServerMessage};
 use tokio::sync::{broadcast, watch};
@@ -198,8 +198,12 @@ impl Session {
             }
             Ok(ClientMessage::Command { id, command }) => {
                 let principal = self.gate.principal().clone();
-                self.results
-                    .push(Box::pin(execute(self.state.clone(), principal, id, command)));
+                self.results.push(Box::pin(execute(
+                    self.state.clone(),
+                    principal,
+                    id,
+                    command,
+                )));
                 Ok(())
             }
         }

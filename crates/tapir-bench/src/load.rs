@@ -145,13 +145,12 @@ pub async fn run(
     baseline: bool,
     json_out: Option<&Path>,
 ) -> Result<bool> {
-    let http = reqwest::Client::new();
     let (mut server, startup) = match &args.server {
-        Some(url) => (Server::external(url, args.pid)?, None),
+        Some(url) => (Server::external(url, args.pid, args.token.clone())?, None),
         None => {
             let (server, spawned) = Server::start(tapir, plan.lines, true)?;
             let listening_ms = ms(spawned.elapsed());
-            server.wait_lines(&http, plan.lines).await?;
+            server.wait_lines(plan.lines).await?;
             let all_lines_ms = ms(spawned.elapsed());
             let startup = Startup {
                 listening_ms,
@@ -161,7 +160,7 @@ pub async fn run(
         }
     };
     if args.server.is_some() {
-        server.wait_lines(&http, plan.lines).await?;
+        server.wait_lines(plan.lines).await?;
     }
     if let (Some(startup), false) = (startup, json) {
         println!(

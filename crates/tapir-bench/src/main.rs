@@ -89,6 +89,9 @@ struct ServerArgs {
     /// The server's process id, for CPU and memory figures with `--server`.
     #[arg(long, requires = "server")]
     pid: Option<u32>,
+    /// The token for `--server` (an administrator's sees every line).
+    #[arg(long, env = "TAPIR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// The `tapir` binary to start; default: the one next to this executable.
     #[arg(long)]
     tapir: Option<PathBuf>,

@@ -19,7 +19,6 @@ struct Size {
 }
 
 pub async fn run(sizes: &[u32], settle_ms: u64, tapir: &Path, json: bool) -> Result<()> {
-    let http = reqwest::Client::new();
     let mut sorted = sizes.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
@@ -30,7 +29,7 @@ pub async fn run(sizes: &[u32], settle_ms: u64, tapir: &Path, json: bool) -> Res
     for &lines in &sorted {
         let (mut server, spawned) = Server::start(tapir, lines, false)?;
         let listening_ms = spawned.elapsed().as_secs_f64() * 1000.0;
-        server.wait_lines(&http, lines).await?;
+        server.wait_lines(lines).await?;
         let all_lines_ms = spawned.elapsed().as_secs_f64() * 1000.0;
         tokio::time::sleep(Duration::from_millis(settle_ms)).await;
         let rss_kib = server.sample().map(|s| s.rss_kib);
@@ -94,7 +93,6 @@ pub async fn active(counts: &[u32], settle_ms: u64, tapir: &Path, json: bool) ->
     use tapir_wire::{ClientMessage, CommandDto, EventDto, ServerMessage};
     use tokio_tungstenite::tungstenite::Message;
 
-    let http = reqwest::Client::new();
     let mut results = Vec::new();
     if !json {
         println!(
@@ -104,7 +102,7 @@ pub async fn active(counts: &[u32], settle_ms: u64, tapir: &Path, json: bool) ->
     for &calls in counts {
         let lines = calls * 2;
         let (server, _) = Server::start(tapir, lines, true)?;
-        server.wait_lines(&http, lines).await?;
+        server.wait_lines(lines).await?;
         let (mut socket, _) = crate::load::connect(&server.ws_url())
             .await
             .context("cannot open the WebSocket")?;

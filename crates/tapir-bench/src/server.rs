@@ -27,6 +27,9 @@ pub struct Server {
     child: Option<Child>,
     pub url: String,
     pub pid: Option<u32>,
+    /// The bearer token used for the API: the administrator token a started server leaves in
+    /// its data directory, or `--token` for an external one.
+    token: Option<String>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -68,6 +71,7 @@ impl Server {
             child: Some(child),
             url: String::new(),
             pid: Some(pid),
+            token: None,
             _temp: Some(temp),
         };
         let mut reader = BufReader::new(stdout);
@@ -87,6 +91,12 @@ impl Server {
             );
         };
         server.url = format!("http://{addr}");
+        if let Some(temp) = &server._temp {
+            let path = temp.path().join("cli-token");
+            let token = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read the server's token {}", path.display()))?;
+            server.token = Some(token.trim().to_owned());
+        }
         // Keep reading stdout so a chatty server never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut sink = Vec::new();
@@ -96,7 +106,7 @@ impl Server {
     }
 
     /// A server started by somebody else.
-    pub fn external(url: &str, pid: Option<u32>) -> Result<Server> {
+    pub fn external(url: &str, pid: Option<u32>, token: Option<String>) -> Result<Server> {
         let url = url.trim_end_matches('/').to_owned();
         let host_ok = url.starts_with("http://127.0.0.1:") || url == "http://127.0.0.1";
         if !host_ok {
@@ -106,6 +116,7 @@ impl Server {
             child: None,
             url,
             pid,
+            token,
             _temp: None,
         })
     }
@@ -114,8 +125,31 @@ impl Server {
         format!("{}{}{path}", self.url, tapir_wire::API_PREFIX)
     }
 
+    /// The WebSocket URL, with the token as `access_token`.
     pub fn ws_url(&self) -> String {
-        format!("{}/ws", self.api("").replacen("http", "ws", 1))
+        let base = format!("{}/ws", self.api("").replacen("http", "ws", 1));
+        match &self.token {
+            Some(token) => format!("{base}?access_token={token}"),
+            None => base,
+        }
+    }
+
+    /// An HTTP client that sends the token.
+    pub fn http(&self) -> Result<reqwest::Client> {
+        // The workspace builds reqwest with rustls but no default crypto provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &self.token {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {token}")
+                    .parse()
+                    .context("the token is not a header value")?,
+            );
+        }
+        Ok(reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?)
     }
 
     fn log_path(&self) -> String {
@@ -127,7 +161,8 @@ impl Server {
 
     /// Waits until instance `bench` (or, for an external server, the only instance) is up
     /// with `lines` lines; returns the instance.
-    pub async fn wait_lines(&self, http: &reqwest::Client, lines: u32) -> Result<InstanceDto> {
+    pub async fn wait_lines(&self, lines: u32) -> Result<InstanceDto> {
+        let http = self.http()?;
         let deadline = Instant::now() + START_PATIENCE;
         let mut last = String::new();
         loop {

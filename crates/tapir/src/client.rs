@@ -1,6 +1,10 @@
 //! The CLI's connection to a tapir server: REST for queries and commands, the WebSocket for
 //! `watch`.
 
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,6 +24,11 @@ pub enum ClientError {
     #[error("{0}")]
     Server(ErrorDto),
     #[error(
+        "{0} (log in with `tapir login`, pass --token or TAPIR_TOKEN, or run the CLI as the \
+         user who runs `tapir serve` on this machine)"
+    )]
+    Unauthorized(ErrorDto),
+    #[error(
         "cannot reach the tapir server at {server}: {reason} (is `tapir serve` running? \
              set --server or TAPIR_SERVER)"
     )]
@@ -28,6 +37,18 @@ pub enum ClientError {
     Unexpected { status: StatusCode, body: String },
     #[error("{0}")]
     Usage(String),
+}
+
+/// An error with its causes, which carry the useful part (e.g. a certificate problem).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// A call action without parameters.
@@ -77,20 +98,47 @@ impl DialAction {
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    /// The bearer token sent with every request, if any.
+    token: Option<String>,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl Client {
-    pub fn new(server: &str) -> Result<Client, ClientError> {
+    /// A client of `server` that authenticates with `token` and also trusts the
+    /// certificates in `ca_file` (for a server with a self-signed certificate).
+    pub fn new(
+        server: &str,
+        token: Option<String>,
+        ca_file: Option<&Path>,
+    ) -> Result<Client, ClientError> {
         let base = server.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ClientError::Usage(format!(
                 "--server must be an http:// or https:// URL, not {server:?}"
             )));
         }
+        let tls = tapir_tls::client_tls::client_config(ca_file)
+            .map_err(|e| ClientError::Usage(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(Arc::unwrap_or_clone(tls.clone()))
+            .build()
+            .map_err(|e| ClientError::Usage(format!("cannot set up HTTP: {e}")))?;
         Ok(Client {
-            http: reqwest::Client::new(),
+            http,
             base,
+            token,
+            tls,
         })
+    }
+
+    /// The token the client sends, for the WebSocket.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The TLS settings, for the WebSocket.
+    pub fn tls(&self) -> Arc<rustls::ClientConfig> {
+        self.tls.clone()
     }
 
     /// The WebSocket URL of the server.
@@ -103,13 +151,15 @@ impl Client {
         format!("{}{}{path}", self.base, tapir_wire::API_PREFIX)
     }
 
-    async fn send<T: DeserializeOwned>(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<T, ClientError> {
+    /// Sends a request with the caller's token and returns the body of a success.
+    async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<Bytes, ClientError> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
         let response = request.send().await.map_err(|e| ClientError::Unreachable {
             server: self.base.clone(),
-            reason: e.without_url().to_string(),
+            reason: error_chain(&e.without_url()),
         })?;
         let status = response.status();
         let body = response
@@ -120,12 +170,12 @@ impl Client {
                 reason: e.to_string(),
             })?;
         if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|_| ClientError::Unexpected {
-                status,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            });
+            return Ok(body);
         }
         match serde_json::from_slice::<ErrorDto>(&body) {
+            Ok(error) if status == StatusCode::UNAUTHORIZED => {
+                Err(ClientError::Unauthorized(error))
+            }
             Ok(error) => Err(ClientError::Server(error)),
             Err(_) => Err(ClientError::Unexpected {
                 status,
@@ -134,11 +184,62 @@ impl Client {
         }
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let body = self.exchange(request).await?;
+        serde_json::from_slice(&body).map_err(|_| ClientError::Unexpected {
+            status: StatusCode::OK,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.send(self.http.get(self.url(path))).await
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(
+    /// A request whose success has no body (204), or whose body is not JSON.
+    pub(crate) async fn request_text(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<reqwest::Body>,
+        content_type: &str,
+    ) -> Result<String, ClientError> {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body);
+        }
+        let bytes = self.exchange(request).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    pub(crate) async fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.send(self.http.patch(self.url(path)).json(body)).await
+    }
+
+    /// A JSON request whose success has no body.
+    pub(crate) async fn call_empty<B: Serialize>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(), ClientError> {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.exchange(request).await.map(|_| ())
+    }
+
+    pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
@@ -146,7 +247,7 @@ impl Client {
         self.send(self.http.post(self.url(path)).json(body)).await
     }
 
-    async fn put<B: Serialize, T: DeserializeOwned>(
+    pub(crate) async fn put<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,

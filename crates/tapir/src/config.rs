@@ -123,7 +123,9 @@ impl InstanceConfig {
     /// Who may see and use this instance's lines.
     pub fn policy(&self) -> Result<InstancePolicy, String> {
         let mode = match &self.mode {
-            Some(mode) => mode.parse::<OperatingMode>().map_err(|e| format!("mode: {e}"))?,
+            Some(mode) => mode
+                .parse::<OperatingMode>()
+                .map_err(|e| format!("mode: {e}"))?,
             None => OperatingMode::default(),
         };
         if self.restrict_dialing && mode != OperatingMode::TerminalServer {

@@ -5,11 +5,15 @@
 //! - `serve`: the daemon: store, engine, providers and API, reload and connection tests.
 //! - `logging`: per-instance log levels that change at run time.
 //! - `client`: REST calls to a running server.
+//! - `credentials`: where the CLI finds its token.
+//! - `accounts_cli`: login, users, tokens, teams, assignments, tsecimp, audit, TLS.
 //! - `watch`: the live event stream.
 //! - `output`: tables and JSON lines.
 
+mod accounts_cli;
 mod client;
 mod config;
+mod credentials;
 mod logging;
 mod output;
 mod serve;
@@ -35,6 +39,13 @@ struct Cli {
     /// Print JSON (one document per line) instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// The bearer token to authenticate with [default: the token of `tapir login`, else the
+    /// administrator token a server on this machine leaves in its data directory].
+    #[arg(long, global = true, env = "TAPIR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Also trust the certificates in this PEM file (a server's self-signed certificate).
+    #[arg(long, global = true, env = "TAPIR_CA_FILE")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -137,6 +148,11 @@ enum Cmd {
     /// Play the person at a phone, or the world outside (simulated PBX only).
     #[command(subcommand)]
     Sim(SimCmd),
+    #[command(flatten)]
+    Account(accounts_cli::AccountCmd),
+    /// TLS helpers.
+    #[command(subcommand)]
+    Tls(accounts_cli::TlsCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,9 +243,15 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::Serve(args) => serve::run(args).await,
         Cmd::CheckConfig { file } => check_config(&file),
+        Cmd::Tls(command) => accounts_cli::tls(command),
         command => {
-            let client = Client::new(&cli.server)?;
-            client_command(&client, command, cli.json).await
+            let data_dir = std::env::var_os("TAPIR_DATA_DIR").map(PathBuf::from);
+            let token = credentials::find_token(cli.token, data_dir.as_deref());
+            let client = Client::new(&cli.server, token, cli.ca_file.as_deref())?;
+            match command {
+                Cmd::Account(command) => accounts_cli::run(&client, command, cli.json).await,
+                command => client_command(&client, command, cli.json).await,
+            }
         }
     }
 }
@@ -445,7 +467,12 @@ async fn client_command(client: &Client, command: Cmd, json: bool) -> Result<()>
                 json,
                 count,
             };
-            watch::run(&client.ws_url(), options).await?;
+            let connection = watch::Connection {
+                url: client.ws_url(),
+                token: client.token().map(str::to_owned),
+                tls: client.tls(),
+            };
+            watch::run(&connection, options).await?;
         }
         Cmd::Sim(SimCmd::AddExtension {
             instance,
@@ -486,7 +513,7 @@ async fn client_command(client: &Client, command: Cmd, json: bool) -> Result<()>
             let line = client.resolve_line(&line).await?;
             done(what, client.simulate(line, &action).await?)?;
         }
-        Cmd::Serve(_) | Cmd::CheckConfig { .. } => {
+        Cmd::Serve(_) | Cmd::CheckConfig { .. } | Cmd::Account(_) | Cmd::Tls(_) => {
             anyhow::bail!("serve and check-config do not talk to a server")
         }
     }

@@ -35,7 +35,7 @@ pub struct ServeArgs {
     config: Option<PathBuf>,
 }
 
-fn default_data_dir() -> PathBuf {
+pub fn default_data_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("tapir");
     }
@@ -139,7 +139,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         );
     }
     let tls = match &config.server.tls {
-        Some(tls) => Some(tapir_tls::server_tls::load_server_config(&tls.cert, &tls.key)?),
+        Some(tls) => Some(tapir_tls::server_tls::load_server_config(
+            &tls.cert, &tls.key,
+        )?),
         None => None,
     };
     write_local_token(&accounts, &data_dir).await?;

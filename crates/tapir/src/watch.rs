@@ -4,10 +4,21 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
 use tapir_wire::{ClientMessage, ServerMessage};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::output;
+
+/// Where and as whom to connect.
+pub struct Connection {
+    pub url: String,
+    pub token: Option<String>,
+    pub tls: Arc<rustls::ClientConfig>,
+}
 
 pub struct WatchOptions {
     pub lines: Option<Vec<u32>>,
@@ -25,12 +36,13 @@ enum Ended {
     Lost(String),
 }
 
-pub async fn run(ws_url: &str, options: WatchOptions) -> Result<()> {
+pub async fn run(connection: &Connection, options: WatchOptions) -> Result<()> {
+    let ws_url = connection.url.as_str();
     let mut since = options.since;
     let mut printed = 0u64;
     let mut failures = 0u32;
     loop {
-        match watch_once(ws_url, &options, &mut since, &mut printed).await {
+        match watch_once(connection, &options, &mut since, &mut printed).await {
             Ok(Ended::Done) => return Ok(()),
             Ok(Ended::Lost(reason)) => {
                 failures = 0;
@@ -51,13 +63,39 @@ pub async fn run(ws_url: &str, options: WatchOptions) -> Result<()> {
     }
 }
 
+async fn connect(
+    connection: &Connection,
+) -> Result<WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>> {
+    let mut request = connection.url.as_str().into_client_request()?;
+    if let Some(token) = &connection.token {
+        request
+            .headers_mut()
+            .insert(AUTHORIZATION, format!("Bearer {token}").parse()?);
+    }
+    let connector = Connector::Rustls(connection.tls.clone());
+    match tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector))
+        .await
+    {
+        Ok((socket, _)) => Ok(socket),
+        Err(tungstenite::Error::Http(response)) => {
+            let body = response
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            bail!("the server refused ({}): {body}", response.status())
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
 async fn watch_once(
-    ws_url: &str,
+    connection: &Connection,
     options: &WatchOptions,
     since: &mut Option<u64>,
     printed: &mut u64,
 ) -> Result<Ended> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await?;
+    let mut socket = connect(connection).await?;
     let subscribe = ClientMessage::Subscribe {
         since: *since,
         lines: options.lines.clone(),

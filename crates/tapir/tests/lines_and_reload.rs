@@ -17,7 +17,7 @@ fn sim_instance(name: &str, first: u32, count: u32, line_name: Option<&str>) -> 
 }
 
 async fn line_json(server: &Server, id: u32) -> Value {
-    let (status, line) = get_json(&server.api(&format!("/lines/{id}"))).await;
+    let (status, line) = get_json(server, &server.api(&format!("/lines/{id}"))).await;
     assert_eq!(status, 200, "{line}");
     line
 }
@@ -48,6 +48,7 @@ async fn lines_appear_vanish_return_with_their_id_and_are_purged() {
         "a defunct line keeps its name"
     );
     let (status, body) = post_json(
+        &server,
         &server.api(&format!("/lines/{id}/calls")),
         json!({"to": "201"}),
     )
@@ -135,6 +136,7 @@ async fn a_reload_adds_changes_and_removes_instances_and_leaves_the_others_alone
     // A call on the instance that will stay untouched.
     let from = line_of(&server, "201").await;
     let (_, body) = post_json(
+        &server,
         &server.api(&format!("/lines/{from}/calls")),
         json!({"to": "202"}),
     )
@@ -142,6 +144,7 @@ async fn a_reload_adds_changes_and_removes_instances_and_leaves_the_others_alone
     let call = body["call"].as_u64().unwrap();
     let ringing = wait_for_call(&server, "ringing at 202", |c| c.state == "offering").await;
     post_json(
+        &server,
         &server.api(&format!("/calls/{}/answer", ringing.id)),
         json!({}),
     )
@@ -312,6 +315,7 @@ async fn a_protocol_trace_records_the_pbx_traffic_while_switched_on() {
     };
     let line = line_of(&server, "201").await;
     post_json(
+        &server,
         &server.api(&format!("/lines/{line}/calls")),
         json!({"to": "202"}),
     )
@@ -323,6 +327,7 @@ async fn a_protocol_trace_records_the_pbx_traffic_while_switched_on() {
 
     server.cli_ok(&["instance", "trace", "office", "on"]);
     post_json(
+        &server,
         &server.api(&format!("/lines/{line}/calls")),
         json!({"to": "203"}),
     )

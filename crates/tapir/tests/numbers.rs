@@ -37,6 +37,7 @@ async fn numbers_are_presented_and_dialled_in_the_instances_format() {
     // A client dials TAPI canonical form; the PBX gets access code + national number, and
     // the event shows it in international form again.
     let (status, body) = post_json(
+        &server,
         &server.api(&format!("/lines/{l202}/calls")),
         json!({"to": "+49 (30) 3514911705"}),
     )
@@ -51,6 +52,7 @@ async fn numbers_are_presented_and_dialled_in_the_instances_format() {
     );
 
     let (status, body) = post_json(
+        &server,
         &server.api(&format!("/lines/{l202}/calls")),
         json!({"to": "030 35x14"}),
     )

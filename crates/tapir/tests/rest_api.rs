@@ -8,6 +8,7 @@ use serde_json::json;
 async fn call_between(server: &Server, from: &str, to: &str) -> (u64, u64) {
     let line = line_of(server, from).await;
     let (status, body) = post_json(
+        server,
         &server.api(&format!("/lines/{line}/calls")),
         json!({"to": to}),
     )
@@ -28,7 +29,12 @@ async fn act(
     action: &str,
     body: serde_json::Value,
 ) -> (u16, serde_json::Value) {
-    post_json(&server.api(&format!("/calls/{call}/{action}")), body).await
+    post_json(
+        server,
+        &server.api(&format!("/calls/{call}/{action}")),
+        body,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -112,6 +118,7 @@ async fn pickup_redirect_forward_and_dnd() {
     let l210 = line_of(&server, "210").await;
     let (_, b) = call_between(&server, "207", "208").await;
     let (status, body) = post_json(
+        &server,
         &server.api(&format!("/calls/{b}/pickup")),
         json!({"line": l210}),
     )
@@ -146,17 +153,19 @@ async fn pickup_redirect_forward_and_dnd() {
     wait_until_gone(&server, "any call", |_| true).await;
 
     let l208 = line_of(&server, "208").await;
-    let response = common::http()
+    let response = server
+        .http()
         .put(server.api(&format!("/lines/{l208}/forwards")))
         .json(&json!({"forwards": [{"mode": "unconditional", "destination": "211"}]}))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let (_, line) = get_json(&server.api(&format!("/lines/{l208}"))).await;
+    let (_, line) = get_json(&server, &server.api(&format!("/lines/{l208}"))).await;
     assert_eq!(line["forwards"][0]["destination"], "211", "{line}");
     let l207 = line_of(&server, "207").await;
     post_json(
+        &server,
         &server.api(&format!("/lines/{l207}/calls")),
         json!({"to": "208"}),
     )
@@ -169,7 +178,8 @@ async fn pickup_redirect_forward_and_dnd() {
     assert_eq!(forwarded.called.number.as_deref(), Some("208"));
 
     let l212 = line_of(&server, "212").await;
-    let response = common::http()
+    let response = server
+        .http()
         .put(server.api(&format!("/lines/{l212}/dnd")))
         .json(&json!({"enabled": true}))
         .send()
@@ -178,6 +188,7 @@ async fn pickup_redirect_forward_and_dnd() {
     assert_eq!(response.status(), 200);
     let l213 = line_of(&server, "213").await;
     let (_, body) = post_json(
+        &server,
         &server.api(&format!("/lines/{l213}/calls")),
         json!({"to": "212"}),
     )
@@ -192,7 +203,12 @@ async fn errors_are_precise_and_typed() {
     let server = Server::start();
     let l201 = line_of(&server, "201").await;
 
-    let (status, body) = post_json(&server.api("/lines/999999/calls"), json!({"to": "202"})).await;
+    let (status, body) = post_json(
+        &server,
+        &server.api("/lines/999999/calls"),
+        json!({"to": "202"}),
+    )
+    .await;
     assert_eq!(
         (status, body["error"].as_str()),
         (404, Some("invalid_line")),
@@ -200,7 +216,12 @@ async fn errors_are_precise_and_typed() {
     );
     assert_eq!(body["lineerr"], 0x8000_0002u32);
 
-    let (status, body) = post_raw(&server.api(&format!("/lines/{l201}/calls")), "{\"to\":").await;
+    let (status, body) = post_raw(
+        &server,
+        &server.api(&format!("/lines/{l201}/calls")),
+        "{\"to\":",
+    )
+    .await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("bad_request")),
@@ -209,6 +230,7 @@ async fn errors_are_precise_and_typed() {
     assert!(body["message"].as_str().unwrap().contains("invalid JSON"));
 
     let (status, body) = post_json(
+        &server,
         &server.api(&format!("/lines/{l201}/calls")),
         json!({"to": "202", "x": 1}),
     )
@@ -217,6 +239,7 @@ async fn errors_are_precise_and_typed() {
     assert!(body["message"].as_str().unwrap().contains('x'), "{body}");
 
     let (status, body) = post_json(
+        &server,
         &server.api(&format!("/lines/{l201}/calls")),
         json!({"to": "  "}),
     )
@@ -228,6 +251,7 @@ async fn errors_are_precise_and_typed() {
     );
 
     let (status, body) = post_json(
+        &server,
         &server.api(&format!("/lines/{l201}/calls")),
         json!({"to": "20x2"}),
     )
@@ -238,9 +262,9 @@ async fn errors_are_precise_and_typed() {
         "{body}"
     );
 
-    let (status, body) = get_json(&server.api("/calls/abc")).await;
+    let (status, body) = get_json(&server, &server.api("/calls/abc")).await;
     assert_eq!(status, 400, "{body}");
-    let (status, body) = get_json(&server.api("/calls/77")).await;
+    let (status, body) = get_json(&server, &server.api("/calls/77")).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (404, Some("not_found")),
@@ -270,7 +294,7 @@ async fn errors_are_precise_and_typed() {
     assert!(body["message"].as_str().unwrap().contains("teleport"));
     let (status, body) = act(&server, a, "transfer", json!({})).await;
     assert_eq!(status, 400, "{body}");
-    let (status, body) = get_json(&format!("{}/api/v2/lines", server.url)).await;
+    let (status, body) = get_json(&server, &format!("{}/api/v2/lines", server.url)).await;
     assert_eq!(status, 404, "{body}");
 
     // After all that the server still works.
@@ -281,18 +305,26 @@ async fn errors_are_precise_and_typed() {
 #[tokio::test]
 async fn health_metrics_and_openapi() {
     let server = Server::start();
-    let (status, health) = get_json(&format!("{}/healthz", server.url)).await;
+    let (status, health) = get_json(&server, &format!("{}/healthz", server.url)).await;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "ok");
-    assert_eq!(health["instances"][0]["status"], "up", "{health}");
+    assert!(
+        health.get("instances").is_none(),
+        "unauthenticated health names nothing: {health}"
+    );
+    let (status, instances) = get_json(&server, &server.api("/instances")).await;
+    assert_eq!(status, 200);
+    assert_eq!(instances[0]["status"], "up", "{instances}");
 
     let line = line_of(&server, "201").await;
     post_json(
+        &server,
         &server.api(&format!("/lines/{line}/calls")),
         json!({"to": "202"}),
     )
     .await;
-    let metrics = common::http()
+    let metrics = server
+        .http()
         .get(format!("{}/metrics", server.url))
         .send()
         .await
@@ -302,7 +334,7 @@ async fn health_metrics_and_openapi() {
     assert!(text.contains("tapir_commands_total"), "{text}");
     assert!(text.contains("tapir_events_total"), "{text}");
 
-    let (status, doc) = get_json(&server.api("/openapi.json")).await;
+    let (status, doc) = get_json(&server, &server.api("/openapi.json")).await;
     assert_eq!(status, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for path in [

@@ -73,6 +73,7 @@ async fn a_client_that_reconnects_with_its_last_sequence_number_loses_nothing() 
 
     // A first call, seen live.
     let (_, body) = post_json(
+        &server,
         &server.api(&format!("/lines/{line}/calls")),
         json!({"to": "204"}),
     )
@@ -83,14 +84,25 @@ async fn a_client_that_reconnects_with_its_last_sequence_number_loses_nothing() 
     drop(ws);
 
     // While the client is away: the call is dropped and another one made.
-    post_json(&server.api(&format!("/calls/{first}/drop")), json!({})).await;
+    post_json(
+        &server,
+        &server.api(&format!("/calls/{first}/drop")),
+        json!({}),
+    )
+    .await;
     let (_, body) = post_json(
+        &server,
         &server.api(&format!("/lines/{line}/calls")),
         json!({"to": "205"}),
     )
     .await;
     let second = body["call"].as_u64().unwrap();
-    post_json(&server.api(&format!("/calls/{second}/drop")), json!({})).await;
+    post_json(
+        &server,
+        &server.api(&format!("/calls/{second}/drop")),
+        json!({}),
+    )
+    .await;
 
     let mut ws = Ws::connect(&server).await;
     ws.send(json!({"type": "subscribe", "since": last_seen}))
@@ -111,6 +123,7 @@ async fn a_client_that_reconnects_with_its_last_sequence_number_loses_nothing() 
 
     // And the stream goes on live after the replay.
     let (_, body) = post_json(
+        &server,
         &server.api(&format!("/lines/{line}/calls")),
         json!({"to": "206"}),
     )

@@ -22,6 +22,8 @@ pub struct Server {
     child: Child,
     pub url: String,
     pub data_dir: PathBuf,
+    /// The administrator token the server leaves for the CLI on this machine.
+    pub token: String,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -71,10 +73,15 @@ impl Server {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("tapir serve did not say where it listens: {line:?}"))
             .to_owned();
+        let token = std::fs::read_to_string(data_dir.join("cli-token"))
+            .expect("the server writes its CLI token before it listens")
+            .trim()
+            .to_owned();
         Server {
             child,
             url: format!("http://{addr}"),
             data_dir: data_dir.to_path_buf(),
+            token,
             _temp: None,
         }
     }
@@ -87,13 +94,25 @@ impl Server {
         format!("{}/api/v1/ws", self.url.replacen("http", "ws", 1))
     }
 
-    /// Runs the CLI against this server.
+    /// Runs the CLI against this server as its administrator.
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_as(&self.token, args)
+    }
+
+    /// Runs the CLI against this server with `token`.
+    pub fn cli_as(&self, token: &str, args: &[&str]) -> Output {
         Command::new(BIN)
             .args(args)
             .env("TAPIR_SERVER", &self.url)
+            .env("TAPIR_TOKEN", token)
+            .env_remove("TAPIR_CA_FILE")
             .output()
             .expect("run the tapir CLI")
+    }
+
+    /// An HTTP client that authenticates as the server's administrator.
+    pub fn http(&self) -> reqwest::Client {
+        http_as(&self.token)
     }
 
     /// Runs the CLI and returns its stdout, failing the test if it failed.
@@ -163,25 +182,71 @@ impl Drop for Server {
     }
 }
 
-/// An HTTP client for tests.
+/// An HTTP client without credentials.
 pub fn http() -> reqwest::Client {
+    // The workspace builds reqwest with rustls but no default crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
 
-pub async fn get_json(url: &str) -> (u16, Value) {
-    let response = http().get(url).send().await.expect("GET");
+/// An HTTP client that sends `token` with every request.
+pub fn http_as(token: &str) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {token}")
+        .parse()
+        .expect("a token is a header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("HTTP client")
+}
+
+/// Any request as `token`: the status and the JSON body (`null` when there is none).
+pub async fn request_as(
+    token: &str,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = http_as(token).request(method, url);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("HTTP request");
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    (status, body)
+}
+
+pub async fn get_json(server: &Server, url: &str) -> (u16, Value) {
+    let response = server.http().get(url).send().await.expect("GET");
     let status = response.status().as_u16();
     (status, response.json().await.expect("JSON body"))
 }
 
-pub async fn post_json(url: &str, body: Value) -> (u16, Value) {
-    let response = http().post(url).json(&body).send().await.expect("POST");
+pub async fn post_json(server: &Server, url: &str, body: Value) -> (u16, Value) {
+    let response = server
+        .http()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
     let status = response.status().as_u16();
     (status, response.json().await.expect("JSON body"))
 }
 
-pub async fn post_raw(url: &str, body: &'static str) -> (u16, Value) {
-    let response = http()
+pub async fn post_raw(server: &Server, url: &str, body: &'static str) -> (u16, Value) {
+    let response = server
+        .http()
         .post(url)
         .header("content-type", "application/json")
         .body(body)
@@ -193,7 +258,7 @@ pub async fn post_raw(url: &str, body: &'static str) -> (u16, Value) {
 }
 
 pub async fn lines(server: &Server) -> Vec<LineDto> {
-    let (status, body) = get_json(&server.api("/lines")).await;
+    let (status, body) = get_json(server, &server.api("/lines")).await;
     assert_eq!(status, 200);
     serde_json::from_value(body).expect("lines")
 }
@@ -209,7 +274,7 @@ pub async fn line_of(server: &Server, extension: &str) -> u32 {
 }
 
 pub async fn calls(server: &Server) -> Vec<CallDto> {
-    let (status, body) = get_json(&server.api("/calls")).await;
+    let (status, body) = get_json(server, &server.api("/calls")).await;
     assert_eq!(status, 200);
     serde_json::from_value(body).expect("calls")
 }
@@ -259,8 +324,23 @@ pub struct Ws {
 }
 
 impl Ws {
+    /// Connects as the server's administrator.
     pub async fn connect(server: &Server) -> Ws {
-        let (socket, _) = tokio_tungstenite::connect_async(server.ws_url())
+        Ws::connect_as(server, &server.token).await
+    }
+
+    /// Connects with `token` in the `Authorization` header.
+    pub async fn connect_as(server: &Server, token: &str) -> Ws {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = server
+            .ws_url()
+            .into_client_request()
+            .expect("WebSocket URL");
+        let value = format!("Bearer {token}")
+            .parse()
+            .expect("a token is a header value");
+        request.headers_mut().insert("authorization", value);
+        let (socket, _) = tokio_tungstenite::connect_async(request)
             .await
             .expect("WebSocket connect");
         Ws { socket }
