@@ -12,7 +12,7 @@ use tapir_wire::{
     UserDto, UserPatchBody,
 };
 
-use crate::client::Client;
+use crate::client::{Client, segment};
 use crate::{credentials, output};
 
 #[derive(Debug, Subcommand)]
@@ -298,7 +298,7 @@ pub async fn run(client: &Client, command: AccountCmd, json: bool) -> Result<()>
         } => {
             let body = AssignBody { relation, right };
             let done: AssignmentDto = client
-                .put(&format!("/users/{user}/lines/{line}"), &body)
+                .put(&format!("/users/{}/lines/{line}", segment(&user)), &body)
                 .await?;
             print(json, &done, || {
                 output::line(&format!(
@@ -310,7 +310,11 @@ pub async fn run(client: &Client, command: AccountCmd, json: bool) -> Result<()>
         }
         AccountCmd::Unassign { user, line } => {
             client
-                .call_empty::<()>(Method::DELETE, &format!("/users/{user}/lines/{line}"), None)
+                .call_empty::<()>(
+                    Method::DELETE,
+                    &format!("/users/{}/lines/{line}", segment(&user)),
+                    None,
+                )
                 .await?;
             output::line(&format!("{user} no longer has line #{line}"))?;
             Ok(())
@@ -337,7 +341,7 @@ pub async fn run(client: &Client, command: AccountCmd, json: bool) -> Result<()>
         AccountCmd::Audit { line, user, limit } => {
             let mut query = vec![format!("limit={limit}")];
             query.extend(line.map(|l| format!("line={l}")));
-            query.extend(user.map(|u| format!("user={u}")));
+            query.extend(user.map(|u| format!("user={}", segment(&u))));
             let entries: Vec<AuditDto> = client.get(&format!("/audit?{}", query.join("&"))).await?;
             print(json, &entries, || {
                 let rows = entries
@@ -402,7 +406,7 @@ async fn user(client: &Client, command: UserCmd, json: bool) -> Result<()> {
             client
                 .call_empty(
                     Method::PUT,
-                    &format!("/users/{name}/password"),
+                    &format!("/users/{}/password", segment(&name)),
                     Some(&PasswordBody { password }),
                 )
                 .await?;
@@ -418,12 +422,14 @@ async fn user(client: &Client, command: UserCmd, json: bool) -> Result<()> {
                 friendly_name,
                 may_dial,
             };
-            let user: UserDto = client.patch(&format!("/users/{name}"), &body).await?;
+            let user: UserDto = client
+                .patch(&format!("/users/{}", segment(&name)), &body)
+                .await?;
             print(json, &user, || users_table(std::slice::from_ref(&user)))
         }
         UserCmd::Remove { name } => {
             client
-                .call_empty::<()>(Method::DELETE, &format!("/users/{name}"), None)
+                .call_empty::<()>(Method::DELETE, &format!("/users/{}", segment(&name)), None)
                 .await?;
             output::line(&format!("removed user {name}"))?;
             Ok(())
@@ -468,7 +474,7 @@ async fn token(client: &Client, command: TokenCmd, json: bool) -> Result<()> {
 }
 
 async fn team(client: &Client, command: TeamCmd, json: bool) -> Result<()> {
-    let path = |name: &str| format!("/teams/{name}");
+    let path = |name: &str| format!("/teams/{}", segment(name));
     match command {
         TeamCmd::List => {
             let teams: Vec<TeamDto> = client.get("/teams").await?;
@@ -521,7 +527,7 @@ async fn team(client: &Client, command: TeamCmd, json: bool) -> Result<()> {
             client
                 .call_empty::<()>(
                     Method::PUT,
-                    &format!("{}/members/{user}", path(&name)),
+                    &format!("{}/members/{}", path(&name), segment(&user)),
                     None,
                 )
                 .await?;
@@ -532,7 +538,7 @@ async fn team(client: &Client, command: TeamCmd, json: bool) -> Result<()> {
             client
                 .call_empty::<()>(
                     Method::DELETE,
-                    &format!("{}/members/{user}", path(&name)),
+                    &format!("{}/members/{}", path(&name), segment(&user)),
                     None,
                 )
                 .await?;
@@ -553,7 +559,7 @@ async fn tsecimp(client: &Client, command: TsecimpCmd, json: bool) -> Result<()>
     let query = |tenant: &Option<String>| {
         tenant
             .as_ref()
-            .map(|t| format!("?tenant={t}"))
+            .map(|t| format!("?tenant={}", segment(t)))
             .unwrap_or_default()
     };
     match command {

@@ -39,6 +39,12 @@ pub enum ClientError {
     Usage(String),
 }
 
+/// `text` as one URL path segment or query value: user names like `DOMAIN\\user` keep their
+/// backslash instead of becoming a path separator.
+pub fn segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 /// An error with its causes, which carry the useful part (e.g. a certificate problem).
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();

@@ -67,10 +67,9 @@ impl Server {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("read the listening line");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
+        let url = line
+            .split_whitespace()
+            .find(|word| word.starts_with("http://") || word.starts_with("https://"))
             .unwrap_or_else(|| panic!("tapir serve did not say where it listens: {line:?}"))
             .to_owned();
         let token = std::fs::read_to_string(data_dir.join("cli-token"))
@@ -79,7 +78,7 @@ impl Server {
             .to_owned();
         Server {
             child,
-            url: format!("http://{addr}"),
+            url,
             data_dir: data_dir.to_path_buf(),
             token,
             _temp: None,
