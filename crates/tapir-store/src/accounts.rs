@@ -797,3 +797,217 @@ fn assign_in(conn: &rusqlite::Connection, assignment: Assignment) -> Result<(), 
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DeviceIdentity;
+
+    fn user<'a>(name: &'a str, tenant: Option<&'a str>) -> NewUser<'a> {
+        NewUser {
+            name,
+            tenant,
+            role: Role::User,
+            friendly_name: "",
+            password_hash: None,
+            may_dial: true,
+            created_at: 0,
+        }
+    }
+
+    fn store_with_lines(count: usize) -> (Store, Vec<LineId>) {
+        let mut store = Store::open_in_memory().unwrap();
+        let keys: Vec<String> = (0..count).map(|n| format!("{}", 201 + n)).collect();
+        let devices: Vec<DeviceIdentity<'_>> = keys
+            .iter()
+            .map(|k| DeviceIdentity {
+                key: k,
+                address: k,
+                name: k,
+            })
+            .collect();
+        let ids = store.line_ids("pbx", &devices).unwrap();
+        (store, ids)
+    }
+
+    fn assign(store: &mut Store, user_id: i64, line: LineId, relation: Relation, right: Right) {
+        store
+            .assign(Assignment {
+                user_id,
+                line,
+                relation,
+                right,
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn names_are_unique_without_case() {
+        let mut store = Store::open_in_memory().unwrap();
+        store.create_user(&user("Alice", Some("acme"))).unwrap();
+        let err = store
+            .create_user(&user("alice", Some("globex")))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        assert_eq!(store.user_by_name("ALICE").unwrap().unwrap().name, "Alice");
+    }
+
+    #[test]
+    fn grants_include_teammates_own_lines_with_the_team_right() {
+        let (mut store, lines) = store_with_lines(3);
+        let alice = store.create_user(&user("alice", Some("acme"))).unwrap().id;
+        let bob = store.create_user(&user("bob", Some("acme"))).unwrap().id;
+        assign(&mut store, alice, lines[0], Relation::Own, Right::Control);
+        assign(&mut store, bob, lines[1], Relation::Own, Right::Control);
+        assign(
+            &mut store,
+            bob,
+            lines[2],
+            Relation::Assigned,
+            Right::Control,
+        );
+        let team = store.create_team("acme", "sales", Right::Monitor).unwrap();
+        store.set_team_member(team.id, alice, true).unwrap();
+        store.set_team_member(team.id, bob, true).unwrap();
+
+        let grants = store.grants(alice).unwrap();
+        assert!(grants.contains(&Grant {
+            line: lines[1],
+            relation: Relation::Team,
+            right: Right::Monitor
+        }));
+        assert!(
+            !grants.iter().any(|g| g.line == lines[2]),
+            "a teammate's assigned line is not a team line: {grants:?}"
+        );
+        store.set_team_right(team.id, Right::Control).unwrap();
+        assert!(store.grants(alice).unwrap().contains(&Grant {
+            line: lines[1],
+            relation: Relation::Team,
+            right: Right::Control
+        }));
+        let teams = store.teams(Some("acme")).unwrap();
+        assert_eq!(teams[0].members, vec![alice, bob]);
+    }
+
+    #[test]
+    fn purging_a_line_or_deleting_a_user_removes_its_assignments() {
+        let (mut store, lines) = store_with_lines(2);
+        let alice = store.create_user(&user("alice", Some("acme"))).unwrap().id;
+        assign(
+            &mut store,
+            alice,
+            lines[0],
+            Relation::Assigned,
+            Right::Monitor,
+        );
+        assign(
+            &mut store,
+            alice,
+            lines[1],
+            Relation::Assigned,
+            Right::Control,
+        );
+        store.purge(&[lines[0]]).unwrap();
+        assert_eq!(store.assignments(Some(alice)).unwrap().len(), 1);
+        store.delete_user(alice).unwrap();
+        assert!(store.assignments(None).unwrap().is_empty());
+        let err = store
+            .assign(Assignment {
+                user_id: 999,
+                line: lines[1],
+                relation: Relation::Own,
+                right: Right::Control,
+            })
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    }
+
+    #[test]
+    fn a_failing_batch_changes_nothing_and_own_lines_survive_a_clear() {
+        let (mut store, lines) = store_with_lines(2);
+        let alice = store.create_user(&user("alice", Some("acme"))).unwrap().id;
+        assign(&mut store, alice, lines[0], Relation::Own, Right::Control);
+        assign(
+            &mut store,
+            alice,
+            lines[1],
+            Relation::Assigned,
+            Right::Control,
+        );
+        let failing = AssignmentBatch {
+            new_users: vec![user("carol", Some("acme"))],
+            cleared: vec!["alice"],
+            give: vec![("nobody", lines[0], Relation::Assigned, Right::Control)],
+            ..AssignmentBatch::default()
+        };
+        assert!(store.apply_assignments(&failing).is_err());
+        assert!(store.user_by_name("carol").unwrap().is_none());
+        assert_eq!(store.assignments(Some(alice)).unwrap().len(), 2);
+
+        let clearing = AssignmentBatch {
+            cleared: vec!["alice"],
+            give: vec![("alice", lines[0], Relation::Assigned, Right::Monitor)],
+            ..AssignmentBatch::default()
+        };
+        store.apply_assignments(&clearing).unwrap();
+        let left = store.assignments(Some(alice)).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(
+            (left[0].relation, left[0].right),
+            (Relation::Own, Right::Control),
+            "an import neither clears nor downgrades an own line"
+        );
+    }
+
+    #[test]
+    fn tokens_are_revoked_once_and_by_kind() {
+        let mut store = Store::open_in_memory().unwrap();
+        let alice = store.create_user(&user("alice", None)).unwrap().id;
+        let token = |kind| NewToken {
+            user_id: alice,
+            label: "t",
+            kind,
+            secret_hash: b"hash",
+            created_at: 1,
+            expires_at: None,
+        };
+        let api = store.create_token(&token(TokenKind::Api)).unwrap();
+        let local = store.create_token(&token(TokenKind::Local)).unwrap();
+        assert_eq!(
+            store
+                .revoke_tokens_of_kind(alice, TokenKind::Local, 5)
+                .unwrap(),
+            1
+        );
+        assert_eq!(store.token(local.id).unwrap().unwrap().revoked_at, Some(5));
+        assert!(store.token(api.id).unwrap().unwrap().revoked_at.is_none());
+        assert!(store.revoke_token(api.id, 6).unwrap());
+        assert!(!store.revoke_token(api.id, 7).unwrap(), "revoked already");
+    }
+
+    #[test]
+    fn the_audit_log_is_read_newest_first_per_tenant() {
+        let mut store = Store::open_in_memory().unwrap();
+        let entry = |at_ms, tenant: &str| AuditEntry {
+            at_ms,
+            user: "alice".into(),
+            tenant: Some(tenant.into()),
+            action: "make_call".into(),
+            line: Some(LineId(1)),
+            call: Some(7),
+            result: "ok".into(),
+        };
+        store
+            .append_audit(&[entry(1, "acme"), entry(2, "globex"), entry(3, "acme")])
+            .unwrap();
+        let acme = store
+            .audit(&AuditQuery {
+                tenant: Some("acme"),
+                limit: 10,
+                ..AuditQuery::default()
+            })
+            .unwrap();
+        assert_eq!(acme.iter().map(|e| e.at_ms).collect::<Vec<_>>(), vec![3, 1]);
+    }
+}
