@@ -91,6 +91,14 @@ impl Gate {
         }
     }
 
+    /// Adds the names of `instances`; names are never forgotten, so that events of an
+    /// instance that has gone since can still be placed.
+    pub(crate) fn know(&mut self, instances: &[InstanceInfo]) {
+        for info in instances {
+            self.instances.insert(info.id, info.name.clone());
+        }
+    }
+
     /// Keeps the instance names current; call before [`Gate::event_visible`].
     pub(crate) fn learn(&mut self, event: &Event) {
         if let Event::InstanceChanged(info) = event {
@@ -137,6 +145,9 @@ impl Gate {
     }
 
     pub(crate) fn event_visible(&self, event: &Event) -> bool {
+        if self.sees_all() {
+            return true;
+        }
         match event {
             Event::LineCreated(l) | Event::LineChanged(l) => self.line_right(l) > Right::None,
             Event::LineRemoved { line, instance } | Event::LinePurged { line, instance } => {

@@ -242,11 +242,7 @@ impl Session {
         match start {
             SubscriptionStart::Snapshot(snapshot) => {
                 self.last_seq = snapshot.seq;
-                self.gate = Gate::new(
-                    self.gate.principal().clone(),
-                    self.accounts.policies(),
-                    &snapshot.instances,
-                );
+                self.gate.know(&snapshot.instances);
                 if self.lines.is_none() && self.gate.sees_all() {
                     let text = self.encoded.snapshot_text(&snapshot);
                     self.socket.send(Message::Text(text)).await?;
@@ -259,6 +255,13 @@ impl Session {
                 self.send(&ServerMessage::Snapshot(dto)).await
             }
             SubscriptionStart::Replay(missed) => {
+                // A resumed session has no snapshot to learn the instances' names from.
+                let instances = self
+                    .engine
+                    .instances()
+                    .await
+                    .map_err(|_| SessionEnd::EngineStopped)?;
+                self.gate.know(&instances);
                 for event in missed {
                     self.forward(&event).await?;
                 }

@@ -329,3 +329,47 @@ async fn the_api_and_the_cli_work_over_tls_with_a_self_signed_certificate() {
     let stderr = String::from_utf8_lossy(&untrusted.stderr);
     assert!(stderr.contains("certificate"), "says why: {stderr}");
 }
+
+#[tokio::test]
+async fn a_resumed_session_replays_the_events_of_its_own_lines_only() {
+    let server = Server::with_config(CONFIG);
+    add_user(&server, "erin", "erin's password").await;
+    let token = token_of(&server, "erin", "erin's password").await;
+    let (mine, other) = (line_of(&server, "201").await, line_of(&server, "203").await);
+    let path = format!("/users/erin/lines/{mine}");
+    admin(
+        &server,
+        Method::PUT,
+        &path,
+        Some(json!({"right": "monitor"})),
+    )
+    .await;
+    for (from, to) in [(mine, "202"), (other, "204")] {
+        let body = json!({"to": to});
+        let (status, answer) = admin(
+            &server,
+            Method::POST,
+            &format!("/lines/{from}/calls"),
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let mut ws = Ws::connect_as(&server, &token).await;
+    ws.send(json!({"type": "subscribe", "since": 0})).await;
+    let seen = ws
+        .until(|m| {
+            matches!(m, ServerMessage::Event(e) if matches!(&e.event,
+            tapir_wire::EventDto::CallNew { call } if call.line == mine))
+        })
+        .await;
+    for message in &seen {
+        if let ServerMessage::Event(event) = message {
+            let text = serde_json::to_string(event).unwrap();
+            assert!(
+                !text.contains(&format!("\"line\":{other},")) && !text.contains("\"204\""),
+                "erin sees only her line: {text}"
+            );
+        }
+    }
+}
