@@ -324,12 +324,7 @@ impl Accounts {
             validate_name("tenant", t)?;
         }
         validate_name("user", &request.name)?;
-        let hash = request
-            .password
-            .as_deref()
-            .map(password::hash)
-            .transpose()
-            .map_err(|e| AccessError::Invalid(e.to_string()))?;
+        let hash = hash_off_runtime(request.password.clone()).await?;
         self.change(move |store| {
             Ok(store.create_user(&NewUser {
                 name: &request.name,
@@ -355,10 +350,7 @@ impl Accounts {
         if user.id != caller.user_id && !caller.is_admin() {
             return Err(forbidden("set another user's password"));
         }
-        let hash = password
-            .map(password::hash)
-            .transpose()
-            .map_err(|e| AccessError::Invalid(e.to_string()))?;
+        let hash = hash_off_runtime(password.map(str::to_owned)).await?;
         self.change(move |store| {
             store.change_user(
                 user.id,
@@ -699,6 +691,18 @@ impl Accounts {
         })
         .await
     }
+}
+
+/// Hashes a password on a blocking thread: argon2 is slow on purpose.
+async fn hash_off_runtime(password: Option<String>) -> Result<Option<String>, AccessError> {
+    let Some(password) = password else {
+        return Ok(None);
+    };
+    tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .map_err(|e| AccessError::Internal(format!("hashing task failed: {e}")))?
+        .map(Some)
+        .map_err(|e| AccessError::Invalid(e.to_string()))
 }
 
 fn may_see_user(caller: &Principal, user: &UserRecord) -> bool {
