@@ -83,6 +83,7 @@ fn issued_dto(issued: &IssuedToken, user: &str) -> IssuedTokenDto {
 }
 
 #[utoipa::path(post, path = "/api/v1/login", tag = "accounts", request_body = LoginBody,
+    security(()),
     responses((status = 200, body = LoginDto), (status = 401, body = ErrorDto),
         (status = 429, body = ErrorDto, description = "Too many failed logins")))]
 pub(crate) async fn login(

@@ -2,7 +2,27 @@
 
 use utoipa::OpenApi;
 
-use crate::{admin, rest};
+use utoipa::Modify;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::{accounts, admin, rest};
+
+/// Every path takes a bearer token (but `/healthz` and `/login`, which say so themselves).
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,8 +53,33 @@ use crate::{admin, rest};
         admin::reload,
         admin::test_instance,
         admin::set_log_level,
-        admin::set_trace
+        admin::set_trace,
+        accounts::login,
+        accounts::logout,
+        accounts::me,
+        accounts::users,
+        accounts::create_user,
+        accounts::user,
+        accounts::change_user,
+        accounts::delete_user,
+        accounts::set_password,
+        accounts::assign,
+        accounts::unassign,
+        accounts::assignments,
+        accounts::tokens,
+        accounts::create_token,
+        accounts::revoke_token,
+        accounts::teams,
+        accounts::create_team,
+        accounts::set_team_right,
+        accounts::delete_team,
+        accounts::add_member,
+        accounts::remove_member,
+        accounts::export_tsecimp,
+        accounts::import_tsecimp,
+        accounts::audit
     ),
+    modifiers(&BearerAuth),
     components(schemas(
         tapir_wire::ClientMessage,
         tapir_wire::ServerMessage,
