@@ -17,6 +17,7 @@ pub(crate) fn instance(i: &InstanceInfo) -> InstanceDto {
         driver: i.driver.into(),
         status: i.status.as_str().into(),
         reason: i.status.reason().map(String::from),
+        since: i.since,
         lines: i.lines,
     }
 }

@@ -9,6 +9,8 @@
 //! - `encoded`: event JSON shared by all WebSocket sessions.
 //! - `error`: how errors become HTTP responses.
 //! - `openapi`: the OpenAPI document served at `/api/v1/openapi.json`.
+//! - `console`: the web console's files, compiled in, served at `/`.
+//! - `auth`: the caller and what it may see and do; `accounts`: the accounts endpoints.
 //!
 //! # Invariants
 //! - The API keeps no state of its own: every answer comes from the engine.
@@ -17,6 +19,7 @@
 mod accounts;
 mod admin;
 mod auth;
+mod console;
 mod convert;
 mod encoded;
 mod error;
@@ -165,6 +168,7 @@ pub fn router(state: ApiState) -> Router {
         .nest(tapir_wire::API_PREFIX, api)
         .route("/healthz", get(rest::healthz))
         .route("/metrics", get(rest::metrics))
+        .merge(console::router())
         .fallback(rest::not_found)
         .with_state(state)
 }

@@ -54,6 +54,8 @@ pub struct InstanceInfo {
     pub name: String,
     pub driver: &'static str,
     pub status: InstanceStatus,
+    /// When the status last changed.
+    pub since: Timestamp,
     pub lines: usize,
 }
 

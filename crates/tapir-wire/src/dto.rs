@@ -144,6 +144,9 @@ pub struct InstanceDto {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// When the status last changed, in milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub since: u64,
     pub lines: usize,
 }
 

@@ -60,6 +60,7 @@ impl Owner {
                 identity,
                 presentation: spec.presentation,
                 status: InstanceStatus::Starting,
+                status_since: now_ms(),
                 requests: requests_tx,
                 stop,
                 trace,
@@ -184,6 +185,7 @@ impl Owner {
                 return;
             }
             instance.status = status.clone();
+            instance.status_since = now_ms();
         }
         if status != InstanceStatus::Up {
             self.tables

@@ -199,6 +199,8 @@ struct Instance {
     identity: PbxIdentity,
     presentation: Presentation,
     status: InstanceStatus,
+    /// When `status` last changed.
+    status_since: tapir_model::Timestamp,
     requests: mpsc::Sender<ProviderRequest>,
     /// Stops this instance's provider alone.
     stop: CancellationToken,
@@ -385,6 +387,7 @@ impl Owner {
             name: i.name.clone(),
             driver: i.driver,
             status: i.status.clone(),
+            since: i.status_since,
             lines: self.tables.line_count(id),
         })
     }
