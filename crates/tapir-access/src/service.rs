@@ -255,8 +255,9 @@ impl Accounts {
     ) -> Result<IssuedToken, AccessError> {
         let secret = token::new_secret().map_err(|e| AccessError::Internal(e.to_string()))?;
         let hash = token::secret_hash(&secret);
+        // A new token changes nobody's rights: no need to wake the sessions.
         let record = self
-            .change(move |store| {
+            .with_store(move |store| {
                 let now = now_seconds();
                 Ok(store.create_token(&NewToken {
                     user_id,
