@@ -21,7 +21,7 @@ mod password;
 mod policy;
 mod service;
 mod token;
-mod tsecimp;
+pub mod tsecimp;
 
 pub use error::{AccessError, ImportProblem};
 pub use import::ImportSummary;

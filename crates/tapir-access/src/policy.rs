@@ -48,7 +48,8 @@ pub enum Need {
     Monitor,
     /// Act on the line or its calls.
     Control,
-    /// Place or drop a call: control, and where the instance reserves it, the dial right.
+    /// Place a call (also a consultation call) or drop one: control, and where the instance
+    /// reserves it, the dial right.
     Dial,
 }
 

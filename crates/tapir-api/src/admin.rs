@@ -33,7 +33,7 @@ fn instance_admin(state: &ApiState, caller: &Caller, name: &str) -> Result<(), A
     match tenant {
         Some(t) if caller.0.administers(t) => Ok(()),
         Some(t) if caller.0.in_tenant(t) => Err(ApiError::Forbidden(format!(
-            "only an administrator may change instance {name:?}"
+            "only an administrator may manage instance {name:?}"
         ))),
         None if caller.0.is_global_admin() => Ok(()),
         _ => Err(ApiError::NotFound(format!("no instance {name:?}"))),

@@ -198,13 +198,13 @@ fn targets(command: &Command) -> Vec<Target> {
     use Need::{Control, Dial, Monitor};
     match command {
         Command::MakeCall { line, .. } => vec![Target::Line(*line, Dial)],
-        Command::Drop { call } => vec![Target::Call(*call, Dial)],
+        // A consultation places a new call: dialling, where dialling is reserved.
+        Command::Drop { call } | Command::Consult { call, .. } => vec![Target::Call(*call, Dial)],
         Command::Accept { call }
         | Command::Answer { call }
         | Command::Hold { call }
         | Command::Unhold { call }
         | Command::BlindTransfer { call, .. }
-        | Command::Consult { call, .. }
         | Command::CompleteTransfer { call }
         | Command::Conference { call }
         | Command::GenerateDigits { call, .. }
@@ -241,9 +241,73 @@ fn refusal(denial: Denial, what: &str, unknown: TapiError) -> TapiError {
     }
 }
 
-/// Checks `command` against the caller's rights before it reaches the engine, and says what
-/// it acts on for the audit log. Refusals read exactly like the engine's own errors for
-/// lines and calls that do not exist, when the caller cannot see them.
+/// A command's line or call as the engine knows it.
+struct Resolved {
+    /// The instance's name; `None` when the line does not exist.
+    instance: Option<String>,
+    line: LineId,
+    call: Option<CallId>,
+    need: Need,
+    /// How refusals name it: "line 7", "call 9".
+    what: String,
+    /// The engine's own error for an id that does not exist.
+    unknown: TapiError,
+}
+
+async fn resolve(state: &ApiState, target: Target) -> Result<Resolved, ApiError> {
+    match target {
+        Target::Line(id, need) => Ok(Resolved {
+            instance: state.engine.line(id).await?.map(|l| l.instance),
+            line: id,
+            call: None,
+            need,
+            what: format!("line {id}"),
+            unknown: TapiError::new(ErrorKind::InvalidLine, format!("no line {id}")),
+        }),
+        Target::Call(id, need) => {
+            let unknown = TapiError::new(ErrorKind::InvalidCall, format!("no call {id}"));
+            let Some(call) = state.engine.call(id).await? else {
+                return Err(unknown.into());
+            };
+            Ok(Resolved {
+                instance: state.engine.line(call.call.line).await?.map(|l| l.instance),
+                line: call.call.line,
+                call: Some(id),
+                need,
+                what: format!("call {id}"),
+                unknown,
+            })
+        }
+        Target::Instance(_) => Err(ApiError::Internal("an instance is not a line".into())),
+    }
+}
+
+/// An instance-wide action: administrators of the instance's tenant only; for callers of
+/// other tenants the instance does not exist.
+fn authorize_instance(
+    policies: &Policies,
+    principal: &Principal,
+    name: &str,
+    audit: &mut AuditTarget,
+) -> Result<(), ApiError> {
+    let policy = policies.get(name);
+    match policy {
+        Some(p) if principal.administers(&p.tenant) => {
+            audit.tenant = Some(p.tenant.clone());
+            Ok(())
+        }
+        None if principal.is_global_admin() => Ok(()),
+        Some(p) if principal.in_tenant(&p.tenant) => Err(ApiError::Forbidden(format!(
+            "only an administrator may manage instance {name:?}"
+        ))),
+        _ => Err(ApiError::NotFound(format!("no instance {name:?}"))),
+    }
+}
+
+/// Checks `command` against the caller's rights before it reaches the engine, and notes in
+/// `audit` what it acts on. Refusals read exactly like the engine's own errors for lines and
+/// calls that do not exist, when the caller cannot see them; and what the caller cannot see
+/// stays out of its tenant's audit log.
 pub(crate) async fn authorize(
     state: &ApiState,
     principal: &Principal,
@@ -252,69 +316,30 @@ pub(crate) async fn authorize(
 ) -> Result<(), ApiError> {
     let policies = state.accounts.policies();
     for target in targets(command) {
-        let (instance, line, need, what, unknown) = match target {
-            Target::Line(id, need) => {
-                let unknown = TapiError::new(ErrorKind::InvalidLine, format!("no line {id}"));
-                let line = state.engine.line(id).await?;
-                let instance = line.map(|l| l.instance);
-                (instance, id, need, format!("line {id}"), unknown)
-            }
-            Target::Call(id, need) => {
-                let unknown = TapiError::new(ErrorKind::InvalidCall, format!("no call {id}"));
-                let Some(call) = state.engine.call(id).await? else {
-                    return Err(unknown.into());
-                };
-                audit.call.get_or_insert(id.0);
-                let line = state.engine.line(call.call.line).await?;
-                let instance = line.map(|l| l.instance);
-                (
-                    instance,
-                    call.call.line,
-                    need,
-                    format!("call {id}"),
-                    unknown,
-                )
-            }
-            Target::Instance(name) => {
-                let visible = policies
-                    .get(&name)
-                    .map_or(principal.is_global_admin(), |p| {
-                        principal.administers(&p.tenant)
-                    });
-                if !visible {
-                    let message = format!("no instance {name:?}");
-                    return Err(
-                        if policies
-                            .get(&name)
-                            .is_some_and(|p| principal.in_tenant(&p.tenant))
-                        {
-                            TapiError::new(
-                                ErrorKind::NotOwner,
-                                format!("only an administrator may change instance {name:?}"),
-                            )
-                            .into()
-                        } else {
-                            ApiError::NotFound(message)
-                        },
-                    );
-                }
-                audit.tenant = policies.get(&name).map(|p| p.tenant.clone());
-                continue;
-            }
-        };
-        let policy = instance.as_deref().and_then(|name| policies.get(name));
+        if let Target::Instance(name) = &target {
+            authorize_instance(&policies, principal, name, audit)?;
+            continue;
+        }
+        let resolved = resolve(state, target).await?;
+        let policy = resolved
+            .instance
+            .as_deref()
+            .and_then(|name| policies.get(name));
         let Some(policy) = policy else {
             if principal.is_global_admin() {
                 continue;
             }
-            return Err(unknown.into());
+            return Err(resolved.unknown.into());
         };
-        let checked = principal.check(policy, line, need);
+        let checked = principal.check(policy, resolved.line, resolved.need);
         if checked != Err(Denial::Invisible) {
-            // Only what the caller may see goes into its tenant's audit log.
             audit.tenant.get_or_insert_with(|| policy.tenant.clone());
-            audit.line.get_or_insert(line);
+            audit.line.get_or_insert(resolved.line);
+            if let Some(call) = resolved.call {
+                audit.call.get_or_insert(call.0);
+            }
         }
+        let Resolved { what, unknown, .. } = resolved;
         checked.map_err(|denial| refusal(denial, &what, unknown))?;
     }
     Ok(())
