@@ -20,6 +20,7 @@ use tapir_core::{LineNameTemplate, Presentation, TemplateError};
 use tapir_driver_ami::{AmiConfig, AmiProvider};
 use tapir_driver_csta::{CstaConfig, CstaProvider};
 use tapir_driver_sim::{SimConfig, SimProvider};
+use tapir_driver_sip::{SipConfig, SipProvider};
 use tapir_model::OperatingMode;
 use tapir_numbers::{Location, NumberFormat, NumberPlan, PlanError};
 use tapir_provider::{Provider, ProviderError};
@@ -175,6 +176,8 @@ pub enum DriverConfig {
     Asterisk(AmiConfig),
     /// A PBX that speaks CSTA Phase III over XML (OpenScape Voice, MX-ONE, Avaya DMCC, ...).
     Csta(CstaConfig),
+    /// Lines of a SIP registrar (Kamailio), watched by dialog subscriptions (RFC 4235).
+    Sip(SipConfig),
 }
 
 /// Why a config cannot be used.
@@ -313,6 +316,7 @@ impl DriverConfig {
             DriverConfig::Sim(_) => "sim",
             DriverConfig::Asterisk(_) => "asterisk",
             DriverConfig::Csta(_) => "csta",
+            DriverConfig::Sip(_) => "sip",
         }
     }
 
@@ -321,6 +325,7 @@ impl DriverConfig {
             DriverConfig::Sim(sim) => sim.validate(),
             DriverConfig::Asterisk(ami) => ami.validate(),
             DriverConfig::Csta(csta) => csta.validate(),
+            DriverConfig::Sip(sip) => sip.validate(),
         }
     }
 
@@ -330,6 +335,7 @@ impl DriverConfig {
             DriverConfig::Sim(sim) => Ok(Box::new(SimProvider::new(sim.clone())?)),
             DriverConfig::Asterisk(ami) => Ok(Box::new(AmiProvider::new(ami.clone())?)),
             DriverConfig::Csta(csta) => Ok(Box::new(CstaProvider::new(csta.clone())?)),
+            DriverConfig::Sip(sip) => Ok(Box::new(SipProvider::new(sip.clone())?)),
         }
     }
 
@@ -351,6 +357,14 @@ impl DriverConfig {
                 csta.host,
                 csta.port,
                 csta.devices.len()
+            ),
+            DriverConfig::Sip(sip) => format!(
+                "SIP registrar at {}:{} ({}), {} line(s) and {} range(s)",
+                sip.registrar.host,
+                sip.registrar.port,
+                sip.registrar.transport.as_str(),
+                sip.lines.len(),
+                sip.ranges.len()
             ),
         }
     }

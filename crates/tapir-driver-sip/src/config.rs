@@ -1,0 +1,550 @@
+//! [`SipConfig`]: the SIP provider's settings as read from tapir's config file, with their
+//! validation.
+//!
+//! The digest password never appears in logs: `Debug` prints it redacted.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tapir_provider::ProviderError;
+
+/// The SIP transport used towards the registrar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+/// The registrar and proxy every request goes through (Kamailio in the test bed).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registrar {
+    /// An IP address literal: the provider never resolves names.
+    pub host: String,
+    #[serde(default = "default_sip_port")]
+    pub port: u16,
+    #[serde(default = "default_transport")]
+    pub transport: Transport,
+}
+
+/// One monitored line: a SIP address of record and an optional display name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineConfig {
+    /// `sip:201@127.0.0.1`
+    pub address: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A block of consecutive extensions on one domain: `first..=last` as `sip:<n>@<domain>`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberRange {
+    pub first: u64,
+    pub last: u64,
+    pub domain: String,
+}
+
+/// Digest credentials for Kamailio's challenges (`WITH_AUTH`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub realm: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("realm", &self.realm)
+            .finish()
+    }
+}
+
+/// How the provider reaches Kamailio's JSON-RPC (module `jsonrpcs`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RpcEndpoint {
+    /// One JSON document per UDP datagram (`dgram_socket`), e.g. `127.0.0.1:5072`.
+    Datagram { address: SocketAddr },
+    /// `POST` to `http://<address><path>` (xhttp), e.g. `127.0.0.1:5071` and `/RPC`.
+    Http {
+        address: SocketAddr,
+        #[serde(default = "default_rpc_path")]
+        path: String,
+    },
+}
+
+/// Settings of one SIP instance.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipConfig {
+    pub registrar: Registrar,
+    /// Where the provider's own SIP socket binds; port 0 picks a free one.
+    #[serde(default = "default_bind")]
+    pub bind: SocketAddr,
+    #[serde(default)]
+    pub lines: Vec<LineConfig>,
+    #[serde(default)]
+    pub ranges: Vec<NumberRange>,
+    #[serde(default)]
+    pub credentials: Option<Credentials>,
+    /// Drop goes through this; without it drop is not offered.
+    #[serde(default)]
+    pub rpc: Option<RpcEndpoint>,
+    /// The user part the provider calls from in 3PCC (its dialogs are hidden from lines).
+    #[serde(default = "default_controller_user")]
+    pub controller_user: String,
+    /// `Alert-Info` sent with the INVITE to the line's phone; empty for none.
+    #[serde(default = "default_alert_info")]
+    pub alert_info: String,
+    /// The `Expires` asked for on each dialog subscription; refreshed at 80 %.
+    #[serde(default = "default_subscription_expires_s")]
+    pub subscription_expires_s: u32,
+    /// How often an OPTIONS checks that the registrar is alive.
+    #[serde(default = "default_keepalive_interval_ms")]
+    pub keepalive_interval_ms: u64,
+    /// How long one request (SUBSCRIBE, OPTIONS, REFER, an RPC) may wait for its answer.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// How long the line's phone may take to answer the first leg of a made call, and the
+    /// destination to answer the transfer.
+    #[serde(default = "default_answer_timeout_ms")]
+    pub answer_timeout_ms: u64,
+    /// How long a drop waits for the dialog-info to show both sides gone.
+    #[serde(default = "default_drop_verify_ms")]
+    pub drop_verify_ms: u64,
+    #[serde(default = "default_retry_min_ms")]
+    pub retry_min_ms: u64,
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+}
+
+fn default_sip_port() -> u16 {
+    5060
+}
+fn default_transport() -> Transport {
+    Transport::Udp
+}
+fn default_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+fn default_rpc_path() -> String {
+    "/RPC".into()
+}
+fn default_controller_user() -> String {
+    "tapir".into()
+}
+fn default_alert_info() -> String {
+    "<http://127.0.0.1/autoanswer>;info=alert-autoanswer".into()
+}
+fn default_subscription_expires_s() -> u32 {
+    600
+}
+fn default_keepalive_interval_ms() -> u64 {
+    10_000
+}
+fn default_request_timeout_ms() -> u64 {
+    4_000
+}
+fn default_answer_timeout_ms() -> u64 {
+    30_000
+}
+fn default_drop_verify_ms() -> u64 {
+    5_000
+}
+fn default_retry_min_ms() -> u64 {
+    500
+}
+fn default_retry_max_ms() -> u64 {
+    30_000
+}
+
+impl fmt::Debug for SipConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SipConfig")
+            .field("registrar", &self.registrar)
+            .field("bind", &self.bind)
+            .field("lines", &self.lines)
+            .field("ranges", &self.ranges)
+            .field("credentials", &self.credentials)
+            .field("rpc", &self.rpc)
+            .field("controller_user", &self.controller_user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A line after the configuration was expanded and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// The address of record, normalised: `sip:<user>@<host>[:port]`.
+    pub aor: String,
+    pub user: String,
+    /// The host part (with port if given), used as the domain of dialled numbers.
+    pub domain: String,
+    pub name: Option<String>,
+}
+
+/// The most lines one range may expand to.
+const MAX_RANGE: u64 = 10_000;
+
+impl SipConfig {
+    /// A configuration with every default, for the registrar at `host:port` and these lines.
+    pub fn new(host: impl Into<String>, port: u16, lines: &[&str]) -> SipConfig {
+        SipConfig {
+            registrar: Registrar {
+                host: host.into(),
+                port,
+                transport: Transport::Udp,
+            },
+            bind: default_bind(),
+            lines: lines
+                .iter()
+                .map(|a| LineConfig {
+                    address: (*a).to_owned(),
+                    name: None,
+                })
+                .collect(),
+            ranges: Vec::new(),
+            credentials: None,
+            rpc: None,
+            controller_user: default_controller_user(),
+            alert_info: default_alert_info(),
+            subscription_expires_s: default_subscription_expires_s(),
+            keepalive_interval_ms: default_keepalive_interval_ms(),
+            request_timeout_ms: default_request_timeout_ms(),
+            answer_timeout_ms: default_answer_timeout_ms(),
+            drop_verify_ms: default_drop_verify_ms(),
+            retry_min_ms: default_retry_min_ms(),
+            retry_max_ms: default_retry_max_ms(),
+        }
+    }
+
+    /// Checks the settings; the error names the setting at fault.
+    pub fn validate(&self) -> Result<(), ProviderError> {
+        if self.registrar.host.parse::<std::net::IpAddr>().is_err() {
+            return Err(config_error(format!(
+                "registrar.host `{}` must be an IP address (names are never resolved)",
+                self.registrar.host
+            )));
+        }
+        if self.registrar.port == 0 {
+            return Err(config_error("registrar.port must not be 0"));
+        }
+        if let Some(credentials) = &self.credentials {
+            for (name, value) in [
+                ("credentials.username", &credentials.username),
+                ("credentials.password", &credentials.password),
+            ] {
+                if value.is_empty() || value.chars().any(char::is_control) {
+                    return Err(config_error(format!(
+                        "{name} must not be empty or contain control characters"
+                    )));
+                }
+            }
+        }
+        if !is_user_part(&self.controller_user) {
+            return Err(config_error(format!(
+                "controller_user `{}` must be a plain SIP user part",
+                self.controller_user
+            )));
+        }
+        if self.alert_info.chars().any(char::is_control) {
+            return Err(config_error("alert_info must not contain line breaks"));
+        }
+        if let Some(RpcEndpoint::Http { path, .. }) = &self.rpc
+            && (!path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ' '))
+        {
+            return Err(config_error(format!(
+                "rpc.path `{path}` must start with `/` and contain no spaces"
+            )));
+        }
+        if self.subscription_expires_s < 10 {
+            return Err(config_error(
+                "subscription_expires_s must be at least 10 (Kamailio's minimum)",
+            ));
+        }
+        for (name, value) in [
+            ("keepalive_interval_ms", self.keepalive_interval_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("answer_timeout_ms", self.answer_timeout_ms),
+            ("drop_verify_ms", self.drop_verify_ms),
+            ("retry_min_ms", self.retry_min_ms),
+        ] {
+            if value == 0 {
+                return Err(config_error(format!("{name} must be more than 0")));
+            }
+        }
+        if self.retry_max_ms < self.retry_min_ms {
+            return Err(config_error("retry_max_ms must be at least retry_min_ms"));
+        }
+        self.expand_lines().map(|_| ())
+    }
+
+    /// Every configured line, from `lines` then `ranges`, checked and without duplicates.
+    pub fn expand_lines(&self) -> Result<Vec<Line>, ProviderError> {
+        let mut lines = Vec::new();
+        for (index, line) in self.lines.iter().enumerate() {
+            let parsed = parse_aor(&line.address).map_err(|reason| {
+                config_error(format!(
+                    "lines[{index}].address `{}`: {reason}",
+                    line.address
+                ))
+            })?;
+            if let Some(name) = &line.name
+                && name.chars().any(char::is_control)
+            {
+                return Err(config_error(format!(
+                    "lines[{index}].name must not contain control characters"
+                )));
+            }
+            lines.push(Line {
+                name: line.name.clone(),
+                ..parsed
+            });
+        }
+        for (index, range) in self.ranges.iter().enumerate() {
+            if range.last < range.first {
+                return Err(config_error(format!(
+                    "ranges[{index}]: last {} is below first {}",
+                    range.last, range.first
+                )));
+            }
+            if range.last - range.first >= MAX_RANGE {
+                return Err(config_error(format!(
+                    "ranges[{index}]: more than {MAX_RANGE} numbers"
+                )));
+            }
+            for number in range.first..=range.last {
+                let address = format!("sip:{number}@{}", range.domain);
+                let parsed = parse_aor(&address).map_err(|reason| {
+                    config_error(format!(
+                        "ranges[{index}].domain `{}`: {reason}",
+                        range.domain
+                    ))
+                })?;
+                lines.push(parsed);
+            }
+        }
+        if lines.is_empty() {
+            return Err(config_error("no lines: give `lines` or `ranges`"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for line in &lines {
+            if !seen.insert(line.aor.clone()) {
+                return Err(config_error(format!(
+                    "line {} is configured twice",
+                    line.aor
+                )));
+            }
+        }
+        Ok(lines)
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// `host:port` of the registrar, for messages.
+    pub fn registrar_address(&self) -> String {
+        format!("{}:{}", self.registrar.host, self.registrar.port)
+    }
+}
+
+/// Reads `sip:user@host[:port]` (no parameters, no display name).
+fn parse_aor(address: &str) -> Result<Line, String> {
+    let rest = address
+        .strip_prefix("sip:")
+        .ok_or_else(|| "must start with `sip:`".to_string())?;
+    let (user, domain) = rest
+        .split_once('@')
+        .ok_or_else(|| "must be `sip:user@host`".to_string())?;
+    if !is_user_part(user) {
+        return Err(format!(
+            "user part `{user}` is empty or has characters SIP does not allow here"
+        ));
+    }
+    let valid_domain = !domain.is_empty()
+        && domain
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !valid_domain {
+        return Err(format!("host `{domain}` is not a plain host[:port]"));
+    }
+    Ok(Line {
+        aor: format!("sip:{user}@{domain}"),
+        user: user.to_owned(),
+        domain: domain.to_owned(),
+        name: None,
+    })
+}
+
+/// True for a user part made of unreserved characters (no escapes, no parameters).
+pub(crate) fn is_user_part(user: &str) -> bool {
+    !user.is_empty()
+        && user.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '!' | '~' | '*' | '+')
+        })
+}
+
+fn config_error(message: impl Into<String>) -> ProviderError {
+    ProviderError::Config(message.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<SipConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    const MINIMAL: &str = "registrar = { host = \"127.0.0.1\" }\n\
+        lines = [{ address = \"sip:201@127.0.0.1\", name = \"Ada\" }]\n";
+
+    #[test]
+    fn defaults_fill_everything_but_registrar_and_lines() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.registrar.port, 5060);
+        assert_eq!(config.registrar.transport, Transport::Udp);
+        assert_eq!(config.subscription_expires_s, 600);
+        assert_eq!(config.controller_user, "tapir");
+        assert_eq!(config.rpc, None);
+        assert_eq!(config.validate(), Ok(()));
+        let lines = config.expand_lines().unwrap();
+        assert_eq!(lines[0].aor, "sip:201@127.0.0.1");
+        assert_eq!(lines[0].user, "201");
+        assert_eq!(lines[0].name.as_deref(), Some("Ada"));
+    }
+
+    #[test]
+    fn every_setting_parses() {
+        let text = "registrar = { host = \"127.0.0.1\", port = 5070, transport = \"tcp\" }\n\
+            bind = \"127.0.0.1:5999\"\n\
+            ranges = [{ first = 201, last = 203, domain = \"127.0.0.1\" }]\n\
+            credentials = { username = \"tapir\", password = \"secret\" }\n\
+            rpc = { type = \"http\", address = \"127.0.0.1:5071\" }\n\
+            subscription_expires_s = 120\nretry_min_ms = 100\nretry_max_ms = 1000\n";
+        let config = parse(text).unwrap();
+        assert_eq!(config.validate(), Ok(()));
+        let lines: Vec<String> = config
+            .expand_lines()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.aor)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "sip:201@127.0.0.1",
+                "sip:202@127.0.0.1",
+                "sip:203@127.0.0.1"
+            ]
+        );
+        assert_eq!(
+            config.rpc,
+            Some(RpcEndpoint::Http {
+                address: "127.0.0.1:5071".parse().unwrap(),
+                path: "/RPC".into()
+            })
+        );
+        let datagram = parse(&format!(
+            "{MINIMAL}rpc = {{ type = \"datagram\", address = \"127.0.0.1:5072\" }}\n"
+        ))
+        .unwrap();
+        assert!(matches!(datagram.rpc, Some(RpcEndpoint::Datagram { .. })));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(parse(&format!("{MINIMAL}expires = 5\n")).is_err());
+        assert!(parse("registrar = { host = \"127.0.0.1\", prot = 1 }\nlines = []\n").is_err());
+        assert!(parse(&format!("{MINIMAL}rpc = {{ type = \"fifo\" }}\n")).is_err());
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug() {
+        let mut config = SipConfig::new("127.0.0.1", 5060, &["sip:201@127.0.0.1"]);
+        config.credentials = Some(Credentials {
+            username: "tapir".into(),
+            password: "topsecret".into(),
+            realm: None,
+        });
+        let text = format!("{config:?}");
+        assert!(!text.contains("topsecret"), "{text}");
+        assert!(text.contains("<redacted>"));
+    }
+
+    #[test]
+    fn validation_names_the_setting_at_fault() {
+        type Spoil = fn(&mut SipConfig);
+        let cases: [(Spoil, &str); 12] = [
+            (
+                |c| c.registrar.host = "kamailio.example".into(),
+                "registrar.host",
+            ),
+            (|c| c.registrar.port = 0, "registrar.port"),
+            (
+                |c| c.lines[0].address = "201@127.0.0.1".into(),
+                "lines[0].address",
+            ),
+            (
+                |c| c.lines[0].address = "sip:@127.0.0.1".into(),
+                "user part",
+            ),
+            (
+                |c| c.lines[0].address = "sip:201@127.0.0.1;transport=tcp".into(),
+                "host",
+            ),
+            (|c| c.lines.push(c.lines[0].clone()), "configured twice"),
+            (|c| c.lines.clear(), "no lines"),
+            (
+                |c| {
+                    c.ranges.push(NumberRange {
+                        first: 300,
+                        last: 200,
+                        domain: "127.0.0.1".into(),
+                    })
+                },
+                "ranges[0]",
+            ),
+            (|c| c.subscription_expires_s = 5, "subscription_expires_s"),
+            (|c| c.retry_max_ms = 1, "retry_max_ms"),
+            (|c| c.controller_user = "ta pir".into(), "controller_user"),
+            (
+                |c| {
+                    c.rpc = Some(RpcEndpoint::Http {
+                        address: "127.0.0.1:5071".parse().unwrap(),
+                        path: "RPC".into(),
+                    })
+                },
+                "rpc.path",
+            ),
+        ];
+        for (spoil, name) in cases {
+            let mut config = SipConfig::new("127.0.0.1", 5060, &["sip:201@127.0.0.1"]);
+            spoil(&mut config);
+            let Err(ProviderError::Config(message)) = config.validate() else {
+                panic!("{name} should be refused");
+            };
+            assert!(message.contains(name), "{name}: {message}");
+        }
+    }
+}

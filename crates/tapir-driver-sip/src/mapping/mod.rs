@@ -1,0 +1,494 @@
+//! The mapping from dialog-info documents to tapir's call reports: a synchronous state
+//! machine with no I/O and no clock, fed one document at a time by the owner loop (or a
+//! test) through [`Tracker::apply`].
+//!
+//! - `state`: a dialog's RFC 4235 state and direction as a TAPI call state, and terminated
+//!   events as disconnect modes.
+//!
+//! Each line follows one entity (its address of record). One appearance exists per
+//! `call-id` per line; a call between two monitored lines appears on both. Documents are
+//! `state="full"`: a dialog missing from a full document has ended. Versions count per
+//! subscription; an older or repeated version is ignored, since Kamailio's parallel workers
+//! reorder NOTIFYs. Terminated dialogs linger in later documents: an ended `call-id` is
+//! remembered until a full document no longer lists it, so it never comes back.
+//!
+//! The provider's own 3PCC dialogs (remote user = the controller) are never reported. A made
+//! call is the dialog the line's phone starts after the REFER: it is bound to a reference
+//! minted when the command arrived, and its reports are held back until the command has
+//! completed, so that the completion comes first.
+
+pub mod state;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tapir_model::{CallOrigin, CallReason, CallState, Party};
+use tapir_provider::{CallRef, CallReport, DeviceKey};
+
+use crate::dialog_info::{DialogEntry, DialogInfo, DialogState, Direction, DocumentState};
+
+/// A monitored line as the mapping knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineSpec {
+    pub device: DeviceKey,
+    /// The line's own number (the user part of its address).
+    pub user: String,
+    pub name: Option<String>,
+}
+
+/// One call appearance on one line.
+#[derive(Debug, Clone)]
+struct Appearance {
+    call: CallRef,
+    call_id: String,
+    direction: Direction,
+    state: CallState,
+    caller: Party,
+    called: Party,
+    connected: Party,
+    origin: CallOrigin,
+    /// The last report sent, to send only changes.
+    last: Option<CallReport>,
+    /// Reports are held back until the made call that owns it has completed.
+    held: bool,
+}
+
+/// A made call waiting for (or bound to) the dialog its REFER makes the phone start.
+#[derive(Debug, Clone)]
+struct MadeCall {
+    key: u64,
+    call: CallRef,
+    to_user: Option<String>,
+    bound: Option<String>,
+    completed: bool,
+}
+
+#[derive(Debug, Clone)]
+struct LineCalls {
+    spec: LineSpec,
+    subscription: Option<String>,
+    version: Option<u64>,
+    calls: BTreeMap<String, Appearance>,
+    /// `call-id`s ended here that later documents may still list as terminated.
+    ended: BTreeSet<String>,
+    made: Vec<MadeCall>,
+}
+
+/// What happened to a document, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Applied,
+    /// Older than (or the same as) the version already applied.
+    Stale {
+        version: u64,
+        current: u64,
+    },
+    UnknownLine,
+}
+
+/// The calls on the monitored lines as tapir sees them.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    lines: BTreeMap<DeviceKey, LineCalls>,
+    users: BTreeSet<String>,
+    controller_user: String,
+    next_made: u64,
+}
+
+impl Tracker {
+    pub fn new(lines: Vec<LineSpec>, controller_user: &str) -> Tracker {
+        let users = lines.iter().map(|l| l.user.clone()).collect();
+        let lines = lines
+            .into_iter()
+            .map(|spec| {
+                let calls = LineCalls {
+                    spec: spec.clone(),
+                    subscription: None,
+                    version: None,
+                    calls: BTreeMap::new(),
+                    ended: BTreeSet::new(),
+                    made: Vec::new(),
+                };
+                (spec.device, calls)
+            })
+            .collect();
+        Tracker {
+            lines,
+            users,
+            controller_user: controller_user.to_owned(),
+            next_made: 0,
+        }
+    }
+
+    /// Applies one document received on `subscription` (the SUBSCRIBE's Call-ID) for
+    /// `device`, appending the reports tapir must be told to `out`.
+    pub fn apply(
+        &mut self,
+        device: &DeviceKey,
+        subscription: &str,
+        info: &DialogInfo,
+        out: &mut Vec<CallReport>,
+    ) -> Applied {
+        let users = &self.users;
+        let controller = &self.controller_user;
+        let Some(line) = self.lines.get_mut(device) else {
+            return Applied::UnknownLine;
+        };
+        if line.subscription.as_deref() != Some(subscription) {
+            line.subscription = Some(subscription.to_owned());
+            line.version = None;
+        } else if let Some(current) = line.version
+            && info.version <= current
+        {
+            return Applied::Stale {
+                version: info.version,
+                current,
+            };
+        }
+        line.version = Some(info.version);
+
+        let mut groups: BTreeMap<String, &DialogEntry> = BTreeMap::new();
+        for entry in &info.dialogs {
+            if entry.remote.user().as_deref() == Some(controller.as_str()) {
+                continue;
+            }
+            let key = entry.call_id.clone().unwrap_or_else(|| entry.id.clone());
+            let keep = groups
+                .get(&key)
+                .is_some_and(|kept| state::rank(kept.state) >= state::rank(entry.state));
+            if !keep {
+                groups.insert(key, entry);
+            }
+        }
+        for (call_id, entry) in &groups {
+            line.update(call_id, entry, users, out);
+        }
+        if info.state == DocumentState::Full {
+            let gone: Vec<String> = line
+                .calls
+                .keys()
+                .filter(|id| !groups.contains_key(*id))
+                .cloned()
+                .collect();
+            for call_id in gone {
+                line.end(&call_id, tapir_model::DisconnectMode::Normal, out);
+            }
+            line.ended.retain(|id| groups.contains_key(id));
+        }
+        Applied::Applied
+    }
+
+    /// An empty NOTIFY body (Kamailio's for an entity without dialogs): every call on the
+    /// line has ended.
+    pub fn apply_empty(
+        &mut self,
+        device: &DeviceKey,
+        subscription: &str,
+        out: &mut Vec<CallReport>,
+    ) {
+        let Some(line) = self.lines.get_mut(device) else {
+            return;
+        };
+        if line.subscription.as_deref() != Some(subscription) {
+            line.subscription = Some(subscription.to_owned());
+            line.version = None;
+        }
+        let ids: Vec<String> = line.calls.keys().cloned().collect();
+        for call_id in ids {
+            line.end(&call_id, tapir_model::DisconnectMode::Normal, out);
+        }
+        line.ended.clear();
+    }
+
+    /// The line's subscription is gone: its calls are no longer known and end.
+    pub fn clear_line(&mut self, device: &DeviceKey, out: &mut Vec<CallReport>) {
+        if let Some(line) = self.lines.get_mut(device) {
+            let ids: Vec<String> = line.calls.keys().cloned().collect();
+            for call_id in ids {
+                line.end(&call_id, tapir_model::DisconnectMode::Unknown, out);
+            }
+            line.subscription = None;
+            line.version = None;
+            line.ended.clear();
+        }
+    }
+
+    /// Forgets every call without reports (the link is down; the next `Synchronized`
+    /// rebuilds).
+    pub fn forget_all(&mut self) {
+        for line in self.lines.values_mut() {
+            line.calls.clear();
+            line.ended.clear();
+            line.subscription = None;
+            line.version = None;
+        }
+    }
+
+    /// The current report of every live appearance, for `Synchronized`.
+    pub fn calls(&self) -> Vec<CallReport> {
+        let mut reports = Vec::new();
+        for line in self.lines.values() {
+            for appearance in line.calls.values().filter(|a| !a.held) {
+                reports.push(line.report(appearance));
+            }
+        }
+        reports
+    }
+
+    /// Marks the reports of `calls()` as sent, so only changes follow.
+    pub fn mark_synchronized(&mut self) {
+        for line in self.lines.values_mut() {
+            let reports: Vec<(String, CallReport)> = line
+                .calls
+                .values()
+                .filter(|a| !a.held)
+                .map(|a| (a.call_id.clone(), line.report(a)))
+                .collect();
+            for (call_id, report) in reports {
+                if let Some(appearance) = line.calls.get_mut(&call_id) {
+                    appearance.last = Some(report);
+                }
+            }
+        }
+    }
+
+    /// The `call-id` and line of an appearance.
+    pub fn find(&self, call: &CallRef) -> Option<(DeviceKey, String)> {
+        self.lines.iter().find_map(|(device, line)| {
+            line.calls
+                .values()
+                .find(|a| &a.call == call)
+                .map(|a| (device.clone(), a.call_id.clone()))
+        })
+    }
+
+    /// The lines on which a dialog with `call_id` is still live, with their state.
+    pub fn live(&self, call_id: &str) -> Vec<(DeviceKey, CallState)> {
+        self.lines
+            .iter()
+            .filter_map(|(device, line)| line.calls.get(call_id).map(|a| (device.clone(), a.state)))
+            .collect()
+    }
+
+    /// Whether `device` is a monitored line.
+    pub fn has_line(&self, device: &DeviceKey) -> bool {
+        self.lines.contains_key(device)
+    }
+
+    /// A line's number.
+    pub fn user_of(&self, device: &DeviceKey) -> Option<&str> {
+        self.lines.get(device).map(|l| l.spec.user.as_str())
+    }
+
+    /// Expects the dialog that a made call will make the phone of `device` start towards
+    /// `to_user`; returns the key to finish it with and the reference the call will carry.
+    pub fn expect_made_call(
+        &mut self,
+        device: &DeviceKey,
+        to_user: Option<String>,
+    ) -> Option<(u64, CallRef)> {
+        let line = self.lines.get_mut(device)?;
+        self.next_made += 1;
+        let key = self.next_made;
+        let call = CallRef(format!("{}/made-{key}", device.0));
+        line.made.push(MadeCall {
+            key,
+            call: call.clone(),
+            to_user,
+            bound: None,
+            completed: false,
+        });
+        Some((key, call))
+    }
+
+    /// The made call `key` completed (`succeeded`) or failed: its held reports are released
+    /// into `out`. A failed one that never bound is forgotten.
+    pub fn finish_made_call(&mut self, key: u64, succeeded: bool, out: &mut Vec<CallReport>) {
+        for line in self.lines.values_mut() {
+            let Some(index) = line.made.iter().position(|m| m.key == key) else {
+                continue;
+            };
+            let made = &mut line.made[index];
+            made.completed = true;
+            let bound = made.bound.clone();
+            if !succeeded || bound.is_some() {
+                line.made.remove(index);
+            }
+            if let Some(call_id) = bound
+                && let Some(appearance) = line.calls.get_mut(&call_id)
+            {
+                appearance.held = false;
+                line.emit(&call_id, out);
+            }
+            return;
+        }
+    }
+
+    /// Drops made calls that never saw their dialog (after the REFER succeeded).
+    pub fn forget_made_call(&mut self, key: u64) {
+        for line in self.lines.values_mut() {
+            line.made.retain(|m| m.key != key);
+        }
+    }
+}
+
+impl LineCalls {
+    fn update(
+        &mut self,
+        call_id: &str,
+        entry: &DialogEntry,
+        users: &BTreeSet<String>,
+        out: &mut Vec<CallReport>,
+    ) {
+        if entry.state == DialogState::Terminated {
+            if self.calls.contains_key(call_id) {
+                let mode = state::disconnect_mode(entry.event.as_deref(), entry.code);
+                self.end(call_id, mode, out);
+            } else {
+                self.ended.insert(call_id.to_owned());
+            }
+            return;
+        }
+        if self.ended.contains(call_id) {
+            return;
+        }
+        let known = self.calls.get(call_id).map(|a| a.direction);
+        let direction = entry.direction.or(known).unwrap_or(Direction::Recipient);
+        let own = party(&entry.local).unwrap_or_else(|| match &self.spec.name {
+            Some(name) => Party::named(self.spec.user.clone(), name.clone()),
+            None => Party::number(self.spec.user.clone()),
+        });
+        let other = party(&entry.remote).unwrap_or_default();
+        let (caller, called) = match direction {
+            Direction::Initiator => (own, other.clone()),
+            Direction::Recipient => (other.clone(), own),
+        };
+        let call_state = state::call_state(entry.state, direction);
+        let connected = if entry.state == DialogState::Confirmed {
+            other.clone()
+        } else {
+            self.calls
+                .get(call_id)
+                .map(|a| a.connected.clone())
+                .unwrap_or_default()
+        };
+        let origin = match direction {
+            Direction::Initiator => CallOrigin::Outbound,
+            Direction::Recipient if other.number.as_ref().is_some_and(|n| users.contains(n)) => {
+                CallOrigin::Internal
+            }
+            Direction::Recipient => CallOrigin::Inbound,
+        };
+        if !self.calls.contains_key(call_id) {
+            let (call, held) = self.bind_made_call(call_id, direction, &other);
+            let appearance = Appearance {
+                call,
+                call_id: call_id.to_owned(),
+                direction,
+                state: call_state,
+                caller: caller.clone(),
+                called: called.clone(),
+                connected: connected.clone(),
+                origin,
+                last: None,
+                held,
+            };
+            self.calls.insert(call_id.to_owned(), appearance);
+        }
+        if let Some(appearance) = self.calls.get_mut(call_id) {
+            appearance.direction = direction;
+            appearance.state = call_state;
+            appearance.caller = caller;
+            appearance.called = called;
+            appearance.connected = connected;
+            appearance.origin = origin;
+        }
+        self.emit(call_id, out);
+    }
+
+    /// The reference of a new appearance: a waiting made call's if this is its dialog.
+    fn bind_made_call(
+        &mut self,
+        call_id: &str,
+        direction: Direction,
+        other: &Party,
+    ) -> (CallRef, bool) {
+        if direction == Direction::Initiator
+            && let Some(made) = self.made.iter_mut().find(|m| {
+                m.bound.is_none()
+                    && m.to_user
+                        .as_ref()
+                        .is_none_or(|to| other.number.as_ref() == Some(to))
+            })
+        {
+            made.bound = Some(call_id.to_owned());
+            let held = !made.completed;
+            let call = made.call.clone();
+            if made.completed {
+                let key = made.key;
+                self.made.retain(|m| m.key != key);
+            }
+            return (call, held);
+        }
+        (CallRef(format!("{}/{call_id}", self.spec.device.0)), false)
+    }
+
+    /// Ends an appearance: disconnected (if it was ever reported), then idle.
+    fn end(&mut self, call_id: &str, mode: tapir_model::DisconnectMode, out: &mut Vec<CallReport>) {
+        let Some(mut appearance) = self.calls.remove(call_id) else {
+            return;
+        };
+        self.ended.insert(call_id.to_owned());
+        self.made.retain(|m| m.bound.as_deref() != Some(call_id));
+        if appearance.held {
+            return;
+        }
+        appearance.state = CallState::Disconnected(mode);
+        out.push(self.report(&appearance));
+        appearance.state = CallState::Idle;
+        out.push(self.report(&appearance));
+    }
+
+    /// Appends the appearance's report if it changed since the last one.
+    fn emit(&mut self, call_id: &str, out: &mut Vec<CallReport>) {
+        let Some(appearance) = self.calls.get(call_id) else {
+            return;
+        };
+        if appearance.held {
+            return;
+        }
+        let report = self.report(appearance);
+        if appearance.last.as_ref() != Some(&report) {
+            out.push(report.clone());
+            if let Some(appearance) = self.calls.get_mut(call_id) {
+                appearance.last = Some(report);
+            }
+        }
+    }
+
+    fn report(&self, appearance: &Appearance) -> CallReport {
+        CallReport {
+            device: self.spec.device.clone(),
+            call: appearance.call.clone(),
+            state: appearance.state,
+            origin: appearance.origin,
+            reason: CallReason::Direct,
+            caller: appearance.caller.clone(),
+            called: appearance.called.clone(),
+            connected: appearance.connected.clone(),
+            redirecting: Party::default(),
+            redirection: Party::default(),
+            related: None,
+            conference: None,
+        }
+    }
+}
+
+/// A participant as a party: number from the URI's user part, name from `display`.
+fn party(participant: &crate::dialog_info::Participant) -> Option<Party> {
+    let number = participant.user();
+    let name = participant.display.clone();
+    (number.is_some() || name.is_some()).then_some(Party { number, name })
+}
+
+#[cfg(test)]
+mod tests;

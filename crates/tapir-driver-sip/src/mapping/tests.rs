@@ -1,0 +1,361 @@
+//! The mapping fed with documents shaped like Kamailio 5.6's (sip-testbed.md §3).
+
+use tapir_model::{CallOrigin, CallState, ConnectedMode, DisconnectMode, OfferingMode, Party};
+use tapir_provider::{CallReport, DeviceKey};
+
+use super::{Applied, LineSpec, Tracker};
+use crate::dialog_info;
+
+fn tracker() -> Tracker {
+    let lines = ["201", "202", "203"]
+        .iter()
+        .map(|user| LineSpec {
+            device: DeviceKey(format!("sip:{user}@127.0.0.1")),
+            user: (*user).to_owned(),
+            name: None,
+        })
+        .collect();
+    Tracker::new(lines, "tapir")
+}
+
+fn device(user: &str) -> DeviceKey {
+    DeviceKey(format!("sip:{user}@127.0.0.1"))
+}
+
+/// One dialog: (call-id, direction, state, remote user, remote display).
+type Dialog<'a> = (&'a str, &'a str, &'a str, &'a str, Option<&'a str>);
+
+fn document(user: &str, version: u64, dialogs: &[Dialog]) -> dialog_info::DialogInfo {
+    let mut body = format!(
+        "<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" version=\"{version}\" state=\"full\" entity=\"sip:{user}@127.0.0.1\">"
+    );
+    for (index, (call_id, direction, state, remote, display)) in dialogs.iter().enumerate() {
+        let display = display
+            .map(|d| format!(" display=\"{d}\""))
+            .unwrap_or_default();
+        body.push_str(&format!(
+            "<dialog id=\"padi-{index}\" call-id=\"{call_id}\" direction=\"{direction}\"><state>{state}</state>\
+             <remote><identity{display}>sip:{remote}@127.0.0.1</identity></remote>\
+             <local><identity>sip:{user}@127.0.0.1;transport=udp</identity></local></dialog>"
+        ));
+    }
+    body.push_str("</dialog-info>");
+    dialog_info::parse(body.as_bytes()).unwrap().unwrap()
+}
+
+fn apply(t: &mut Tracker, user: &str, version: u64, dialogs: &[Dialog]) -> Vec<CallReport> {
+    let mut out = Vec::new();
+    t.apply(
+        &device(user),
+        "sub-1",
+        &document(user, version, dialogs),
+        &mut out,
+    );
+    out
+}
+
+fn states(reports: &[CallReport]) -> Vec<CallState> {
+    reports.iter().map(|r| r.state).collect()
+}
+
+#[test]
+fn a_basic_call_rings_connects_and_ends_on_both_lines() {
+    let mut t = tracker();
+    let ringback = apply(
+        &mut t,
+        "201",
+        1,
+        &[("c1", "initiator", "Trying", "202", None)],
+    );
+    assert_eq!(states(&ringback), [CallState::Proceeding]);
+    let ringback = apply(
+        &mut t,
+        "201",
+        2,
+        &[("c1", "initiator", "early", "202", None)],
+    );
+    assert_eq!(states(&ringback), [CallState::Ringback]);
+    let report = &ringback[0];
+    assert_eq!(report.caller, Party::number("201"));
+    assert_eq!(report.called, Party::number("202"));
+    assert_eq!(report.origin, CallOrigin::Outbound);
+    assert_eq!(report.call.0, "sip:201@127.0.0.1/c1");
+
+    let offering = apply(
+        &mut t,
+        "202",
+        1,
+        &[("c1", "recipient", "early", "201", Some("Ada"))],
+    );
+    assert_eq!(
+        states(&offering),
+        [CallState::Offering(OfferingMode::Active)]
+    );
+    assert_eq!(offering[0].caller, Party::named("201", "Ada"));
+    assert_eq!(offering[0].called, Party::number("202"));
+    assert_eq!(offering[0].origin, CallOrigin::Internal);
+
+    let connected = apply(
+        &mut t,
+        "202",
+        2,
+        &[("c1", "recipient", "confirmed", "201", Some("Ada"))],
+    );
+    assert_eq!(
+        states(&connected),
+        [CallState::Connected(ConnectedMode::Active)]
+    );
+    assert_eq!(connected[0].connected, Party::named("201", "Ada"));
+    // The same state again (a re-INVITE) reports nothing.
+    assert!(
+        apply(
+            &mut t,
+            "202",
+            3,
+            &[("c1", "recipient", "confirmed", "201", Some("Ada"))]
+        )
+        .is_empty()
+    );
+
+    let ended = apply(
+        &mut t,
+        "202",
+        4,
+        &[("c1", "recipient", "terminated", "201", None)],
+    );
+    assert_eq!(
+        states(&ended),
+        [
+            CallState::Disconnected(DisconnectMode::Normal),
+            CallState::Idle
+        ]
+    );
+    assert_eq!(t.live("c1"), [(device("201"), CallState::Ringback)]);
+}
+
+#[test]
+fn older_and_repeated_versions_are_ignored() {
+    let mut t = tracker();
+    apply(
+        &mut t,
+        "202",
+        8,
+        &[("c1", "recipient", "confirmed", "201", None)],
+    );
+    let mut out = Vec::new();
+    let stale = t.apply(
+        &device("202"),
+        "sub-1",
+        &document("202", 7, &[("c1", "recipient", "early", "201", None)]),
+        &mut out,
+    );
+    assert_eq!(
+        stale,
+        Applied::Stale {
+            version: 7,
+            current: 8
+        }
+    );
+    assert!(out.is_empty());
+    assert_eq!(
+        t.live("c1"),
+        [(device("202"), CallState::Connected(ConnectedMode::Active))]
+    );
+    // A new subscription starts counting again.
+    let applied = t.apply(&device("202"), "sub-2", &document("202", 0, &[]), &mut out);
+    assert_eq!(applied, Applied::Applied);
+    assert_eq!(
+        states(&out),
+        [
+            CallState::Disconnected(DisconnectMode::Normal),
+            CallState::Idle
+        ]
+    );
+}
+
+#[test]
+fn lingering_terminated_dialogs_never_come_back() {
+    let mut t = tracker();
+    apply(
+        &mut t,
+        "201",
+        1,
+        &[("c1", "initiator", "confirmed", "202", None)],
+    );
+    let ended = apply(
+        &mut t,
+        "201",
+        2,
+        &[("c1", "initiator", "terminated", "202", None)],
+    );
+    assert_eq!(ended.len(), 2);
+    // Still listed as terminated next to a new call: nothing more for c1.
+    let next = apply(
+        &mut t,
+        "201",
+        3,
+        &[
+            ("c1", "initiator", "terminated", "202", None),
+            ("c2", "initiator", "early", "203", None),
+        ],
+    );
+    assert_eq!(states(&next), [CallState::Ringback]);
+    assert_eq!(next[0].call.0, "sip:201@127.0.0.1/c2");
+    // A terminated dialog never seen alive is not reported at all.
+    assert!(
+        apply(
+            &mut t,
+            "203",
+            1,
+            &[("c3", "recipient", "terminated", "201", None)]
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn a_dialog_missing_from_a_full_document_has_ended_and_empty_documents_are_idle() {
+    let mut t = tracker();
+    apply(
+        &mut t,
+        "203",
+        1,
+        &[("c1", "recipient", "early", "201", None)],
+    );
+    let ended = apply(&mut t, "203", 2, &[]);
+    assert_eq!(
+        states(&ended),
+        [
+            CallState::Disconnected(DisconnectMode::Normal),
+            CallState::Idle
+        ]
+    );
+    assert!(t.calls().is_empty());
+}
+
+#[test]
+fn terminated_events_become_disconnect_modes() {
+    let mut t = tracker();
+    apply(
+        &mut t,
+        "201",
+        1,
+        &[("c1", "initiator", "early", "202", None)],
+    );
+    let body = "<dialog-info version=\"2\" state=\"full\" entity=\"sip:201@127.0.0.1\">\
+        <dialog id=\"a\" call-id=\"c1\" direction=\"initiator\"><state event=\"rejected\" code=\"486\">terminated</state></dialog>\
+        </dialog-info>";
+    let mut out = Vec::new();
+    t.apply(
+        &device("201"),
+        "sub-1",
+        &dialog_info::parse(body.as_bytes()).unwrap().unwrap(),
+        &mut out,
+    );
+    assert_eq!(
+        states(&out),
+        [
+            CallState::Disconnected(DisconnectMode::Busy),
+            CallState::Idle
+        ]
+    );
+}
+
+#[test]
+fn the_controllers_own_dialogs_are_hidden_and_a_made_call_completes_first() {
+    let mut t = tracker();
+    let (key, call) = t
+        .expect_made_call(&device("201"), Some("203".into()))
+        .unwrap();
+    // The phone is called by the controller and answers: hidden.
+    assert!(
+        apply(
+            &mut t,
+            "201",
+            1,
+            &[("ctl", "recipient", "confirmed", "tapir", None)]
+        )
+        .is_empty()
+    );
+    // After the REFER the phone calls 203: held back until the command completes.
+    let held = apply(
+        &mut t,
+        "201",
+        2,
+        &[
+            ("ctl", "recipient", "confirmed", "tapir", None),
+            ("c9", "initiator", "confirmed", "203", None),
+        ],
+    );
+    assert!(held.is_empty());
+    assert!(t.calls().is_empty());
+    let mut released = Vec::new();
+    t.finish_made_call(key, true, &mut released);
+    assert_eq!(
+        states(&released),
+        [CallState::Connected(ConnectedMode::Active)]
+    );
+    assert_eq!(released[0].call, call);
+    assert_eq!(t.find(&call), Some((device("201"), "c9".into())));
+    // From now on it is an ordinary appearance.
+    let ended = apply(
+        &mut t,
+        "201",
+        3,
+        &[("c9", "initiator", "terminated", "203", None)],
+    );
+    assert_eq!(ended[1].state, CallState::Idle);
+    assert_eq!(ended[1].call, call);
+}
+
+#[test]
+fn a_made_call_that_completes_before_its_dialog_is_seen_binds_later() {
+    let mut t = tracker();
+    let (key, call) = t
+        .expect_made_call(&device("201"), Some("203".into()))
+        .unwrap();
+    let mut out = Vec::new();
+    t.finish_made_call(key, true, &mut out);
+    assert!(out.is_empty());
+    let reports = apply(
+        &mut t,
+        "201",
+        1,
+        &[("c9", "initiator", "early", "203", None)],
+    );
+    assert_eq!(reports[0].call, call);
+    // Another call to 203 afterwards gets its own reference.
+    let other = apply(
+        &mut t,
+        "201",
+        2,
+        &[
+            ("c9", "initiator", "early", "203", None),
+            ("c10", "initiator", "early", "203", None),
+        ],
+    );
+    assert_eq!(other[0].call.0, "sip:201@127.0.0.1/c10");
+}
+
+#[test]
+fn a_lost_subscription_ends_the_lines_calls() {
+    let mut t = tracker();
+    apply(
+        &mut t,
+        "202",
+        1,
+        &[("c1", "recipient", "confirmed", "201", None)],
+    );
+    let mut out = Vec::new();
+    t.clear_line(&device("202"), &mut out);
+    assert_eq!(
+        states(&out),
+        [
+            CallState::Disconnected(DisconnectMode::Unknown),
+            CallState::Idle
+        ]
+    );
+    // A document for a line that is not monitored changes nothing.
+    let applied = t.apply(&device("999"), "s", &document("999", 1, &[]), &mut out);
+    assert_eq!(applied, Applied::UnknownLine);
+}

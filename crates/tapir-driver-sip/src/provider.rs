@@ -1,0 +1,84 @@
+//! [`SipProvider`]: the SIP provider as tapir's core sees it, and its connection test.
+
+use std::time::Instant;
+
+use tapir_model::Capabilities;
+use tapir_provider::{
+    BoxFuture, PbxIdentity, Provider, ProviderContext, ProviderError, TestReport,
+};
+
+use crate::config::SipConfig;
+use crate::session;
+use crate::stack::Stack;
+
+/// Lines on a SIP registrar with RFC 4235 dialog events (Kamailio).
+#[derive(Debug, Clone)]
+pub struct SipProvider {
+    config: SipConfig,
+}
+
+impl SipProvider {
+    /// A provider for `config`, which is checked first.
+    pub fn new(config: SipConfig) -> Result<SipProvider, ProviderError> {
+        config.validate()?;
+        Ok(SipProvider { config })
+    }
+}
+
+impl Provider for SipProvider {
+    fn kind(&self) -> &'static str {
+        "sip"
+    }
+
+    /// Make call (3PCC) always; drop only with JSON-RPC. Answer and hold are not offered:
+    /// the test bed's phones (baresip 1.0) honour no remote answer or hold request.
+    fn capabilities(&self) -> Capabilities {
+        let mut capabilities = Capabilities::MAKE_CALL;
+        if self.config.rpc.is_some() {
+            capabilities |= Capabilities::DROP;
+        }
+        capabilities
+    }
+
+    fn identity(&self) -> PbxIdentity {
+        PbxIdentity {
+            host: Some(self.config.registrar.host.clone()),
+            port: Some(self.config.registrar.port),
+            default_port: Some(5060),
+            name: Some("SIP registrar".into()),
+        }
+    }
+
+    fn run(self: Box<Self>, cx: ProviderContext) -> BoxFuture<Result<(), ProviderError>> {
+        Box::pin(session::run(self.config, cx))
+    }
+
+    /// Sends one OPTIONS to the registrar from a socket of its own.
+    fn test_connection(&self) -> BoxFuture<Result<TestReport, ProviderError>> {
+        let mut config = self.config.clone();
+        config.bind.set_port(0);
+        Box::pin(async move {
+            let lines = config.expand_lines()?.len();
+            let stack = Stack::start(&config)
+                .await
+                .map_err(|e| ProviderError::Config(e.to_string()))?;
+            let started = Instant::now();
+            let answer = session::options(&stack, &config).await;
+            stack.shutdown().await;
+            let address = config.registrar_address();
+            match answer {
+                Ok((code, reason)) => Ok(TestReport {
+                    summary: format!(
+                        "registrar {address} answered OPTIONS with {code} {reason} in {} ms; {lines} lines configured",
+                        started.elapsed().as_millis()
+                    ),
+                    devices: lines,
+                }),
+                Err(failure) => Err(ProviderError::Connect {
+                    address,
+                    reason: failure.to_error("OPTIONS").message,
+                }),
+            }
+        })
+    }
+}

@@ -1,0 +1,658 @@
+//! The provider's owner loop: it owns the mapping, the lines' service state and the commands
+//! in flight. Subscriptions, the keep-alive and each command run as tasks of `JoinSet`s that
+//! report back over channels; nothing is detached.
+//!
+//! The instance is up while the registrar answers and at least one line's subscription is
+//! active: then `Up` and one `Synchronized` (after every line has had its first NOTIFY, or a
+//! short grace period) carry every line and every live call. When the registrar stops
+//! answering the keep-alive, or the last subscription fails, the instance is `Down` and the
+//! core shows every line out of service; when the registrar answers again every line
+//! subscribes anew (it may have restarted and forgotten them). tapir's provider seam has no
+//! per-line service state yet: a single line whose subscription fails while others work is
+//! logged and its calls end, but it stays listed in service.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rsipstack::sip::Method;
+use tapir_model::{ErrorKind, RequestId, TapiError};
+use tapir_provider::{
+    CallRef, CallReport, Completion, Device, DeviceKey, ProviderCommand, ProviderContext,
+    ProviderError, ProviderEvent, ProviderRequest,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep, sleep_until};
+
+use crate::config::{Line, SipConfig, is_user_part};
+use crate::control::{self, MakeCall};
+use crate::dialog_info::{self, uri_user};
+use crate::mapping::{Applied, LineSpec, Tracker};
+use crate::rpc::Rpc;
+use crate::stack::{Stack, uri};
+use crate::status::Failure;
+use crate::subscription::{self, LineEvent, Settings, Signal};
+
+/// How long `Up` waits for every line's first NOTIFY before synchronising what it has.
+const SYNC_GRACE: Duration = Duration::from_secs(2);
+
+/// What a command task reports.
+enum Outcome {
+    Made {
+        request: RequestId,
+        key: u64,
+        call: CallRef,
+        result: Result<(), TapiError>,
+    },
+    Dropped {
+        request: RequestId,
+        call_id: String,
+        result: Result<(), TapiError>,
+    },
+}
+
+/// A drop whose `dlg.end_dlg` went through, waiting for the dialog-info to confirm.
+struct PendingDrop {
+    request: RequestId,
+    call_id: String,
+    deadline: Instant,
+}
+
+#[derive(Debug, Default)]
+struct LineState {
+    active: bool,
+    /// The first NOTIFY of the current subscription arrived.
+    notified: bool,
+    /// At least one subscription attempt ended (for the first synchronisation).
+    tried: bool,
+}
+
+/// Runs the provider until shutdown.
+pub async fn run(config: SipConfig, cx: ProviderContext) -> Result<(), ProviderError> {
+    let lines = config.expand_lines()?;
+    let stack = Stack::start(&config)
+        .await
+        .map_err(|e| ProviderError::Config(e.to_string()))?;
+    let stack = Arc::new(stack);
+    tracing::info!(instance = %cx.instance, local = %stack.local, registrar = %config.registrar_address(),
+        lines = lines.len(), "SIP provider started");
+    let mut owner = Owner::new(config, lines, stack.clone(), cx);
+    let result = owner.run().await;
+    owner.stop().await;
+    drop(owner);
+    if let Ok(stack) = Arc::try_unwrap(stack) {
+        stack.shutdown().await;
+    }
+    result
+}
+
+struct Owner {
+    config: SipConfig,
+    lines: Vec<Line>,
+    stack: Arc<Stack>,
+    cx: ProviderContext,
+    tracker: Tracker,
+    states: BTreeMap<DeviceKey, LineState>,
+    signals: BTreeMap<DeviceKey, mpsc::Sender<Signal>>,
+    background: JoinSet<()>,
+    commands: JoinSet<Outcome>,
+    rpc: Option<Rpc>,
+    up: bool,
+    registrar_ok: bool,
+    sync_deadline: Option<Instant>,
+    drops: Vec<PendingDrop>,
+}
+
+fn device_of(line: &Line) -> DeviceKey {
+    DeviceKey(line.aor.clone())
+}
+
+impl Owner {
+    fn new(config: SipConfig, lines: Vec<Line>, stack: Arc<Stack>, cx: ProviderContext) -> Owner {
+        let specs = lines
+            .iter()
+            .map(|l| LineSpec {
+                device: device_of(l),
+                user: l.user.clone(),
+                name: l.name.clone(),
+            })
+            .collect();
+        let tracker = Tracker::new(specs, &config.controller_user);
+        let rpc = config
+            .rpc
+            .clone()
+            .map(|endpoint| Rpc::new(endpoint, config.request_timeout()));
+        Owner {
+            tracker,
+            states: lines
+                .iter()
+                .map(|l| (device_of(l), LineState::default()))
+                .collect(),
+            signals: BTreeMap::new(),
+            background: JoinSet::new(),
+            commands: JoinSet::new(),
+            rpc,
+            up: false,
+            registrar_ok: true,
+            sync_deadline: None,
+            drops: Vec::new(),
+            config,
+            lines,
+            stack,
+            cx,
+        }
+    }
+
+    async fn run(&mut self) -> Result<(), ProviderError> {
+        let (line_tx, mut line_rx) = mpsc::channel(1024);
+        let (ping_tx, mut ping_rx) = mpsc::channel(8);
+        let stop = self.cx.shutdown.child_token();
+        for line in self.lines.clone() {
+            let (signal_tx, signal_rx) = mpsc::channel(4);
+            self.signals.insert(device_of(&line), signal_tx);
+            let settings = Settings {
+                device: device_of(&line),
+                aor: line.aor.clone(),
+                watcher: self.config.controller_user.clone(),
+                watcher_domain: self.config.registrar.host.clone(),
+                expires: self.config.subscription_expires_s,
+                limit: self.config.request_timeout(),
+                retry_min: Duration::from_millis(self.config.retry_min_ms),
+                retry_max: Duration::from_millis(self.config.retry_max_ms),
+            };
+            self.background.spawn(subscription::run(
+                self.stack.clone(),
+                settings,
+                line_tx.clone(),
+                signal_rx,
+                stop.clone(),
+            ));
+        }
+        self.background.spawn(keepalive(
+            self.stack.clone(),
+            self.config.clone(),
+            ping_tx,
+            stop.clone(),
+        ));
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            let sync_at = self
+                .sync_deadline
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                () = self.cx.shutdown.cancelled() => return Ok(()),
+                Some(event) = line_rx.recv() => self.on_line(event).await?,
+                Some(alive) = ping_rx.recv() => self.on_ping(alive).await?,
+                Some(request) = self.cx.requests.recv() => self.on_request(request).await?,
+                Some(done) = self.commands.join_next(), if !self.commands.is_empty() => {
+                    if let Ok(outcome) = done {
+                        self.on_outcome(outcome).await?;
+                    }
+                }
+                () = sleep_until(sync_at), if self.sync_deadline.is_some() => {
+                    self.sync_deadline = None;
+                    self.synchronize(true).await?;
+                }
+                _ = tick.tick() => self.check_drops(Instant::now()).await?,
+            }
+        }
+    }
+
+    /// Stops the subscriptions (they unsubscribe) and the commands in flight.
+    async fn stop(&mut self) {
+        self.commands.abort_all();
+        let wait = async { while self.background.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(3), wait)
+            .await
+            .is_err()
+        {
+            self.background.abort_all();
+        }
+        self.signals.clear();
+    }
+
+    async fn send(&self, event: ProviderEvent) -> Result<(), ProviderError> {
+        self.cx
+            .events
+            .send(event)
+            .await
+            .map_err(|_| ProviderError::CoreGone)
+    }
+
+    async fn report(&self, reports: Vec<CallReport>) -> Result<(), ProviderError> {
+        if !self.up {
+            return Ok(());
+        }
+        for report in reports {
+            self.send(ProviderEvent::Call(Box::new(report))).await?;
+        }
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        request: RequestId,
+        outcome: Result<Completion, TapiError>,
+    ) -> Result<(), ProviderError> {
+        self.send(ProviderEvent::Completed { request, outcome })
+            .await
+    }
+
+    async fn on_line(&mut self, event: LineEvent) -> Result<(), ProviderError> {
+        match event {
+            LineEvent::Active {
+                device,
+                subscription,
+            } => {
+                tracing::info!(line = %device.0, %subscription, "dialog subscription active");
+                if let Some(state) = self.states.get_mut(&device) {
+                    state.active = true;
+                    state.notified = false;
+                }
+                if !self.up && self.sync_deadline.is_none() {
+                    self.sync_deadline = Some(Instant::now() + SYNC_GRACE);
+                }
+            }
+            LineEvent::Failed { device, reason } => {
+                let was_active = self.states.get(&device).is_some_and(|s| s.active);
+                if let Some(state) = self.states.get_mut(&device) {
+                    state.active = false;
+                    state.notified = false;
+                    state.tried = true;
+                }
+                if was_active {
+                    let mut out = Vec::new();
+                    self.tracker.clear_line(&device, &mut out);
+                    self.report(out).await?;
+                }
+                if self.up && !self.states.values().any(|s| s.active) {
+                    self.go_down(format!("no line is subscribed: {reason}"))
+                        .await?;
+                } else if !self.up {
+                    self.synchronize(false).await?;
+                }
+            }
+            LineEvent::Notify { device, notify } => {
+                let mut out = Vec::new();
+                match dialog_info::parse(&notify.body) {
+                    Err(error) => {
+                        tracing::warn!(line = %device.0, %error,
+                            body = %String::from_utf8_lossy(&notify.body[..notify.body.len().min(512)]),
+                            "malformed dialog-info NOTIFY ignored");
+                    }
+                    Ok(None) => self
+                        .tracker
+                        .apply_empty(&device, &notify.subscription, &mut out),
+                    Ok(Some(info)) => {
+                        let applied =
+                            self.tracker
+                                .apply(&device, &notify.subscription, &info, &mut out);
+                        if let Applied::Stale { version, current } = applied {
+                            tracing::debug!(line = %device.0, version, current, "older dialog-info version ignored");
+                        }
+                    }
+                }
+                if let Some(state) = self.states.get_mut(&device) {
+                    state.notified = true;
+                    state.tried = true;
+                }
+                self.report(out).await?;
+                if self.up {
+                    self.check_drops(Instant::now()).await?;
+                } else {
+                    self.synchronize(false).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `Up` and `Synchronized` once every line was heard from (or `grace_over`).
+    async fn synchronize(&mut self, grace_over: bool) -> Result<(), ProviderError> {
+        if self.up || !self.registrar_ok || !self.states.values().any(|s| s.active) {
+            return Ok(());
+        }
+        let settled = self
+            .states
+            .values()
+            .all(|s| (s.active && s.notified) || (!s.active && s.tried));
+        if !settled && !grace_over {
+            return Ok(());
+        }
+        self.sync_deadline = None;
+        self.up = true;
+        self.send(ProviderEvent::Up).await?;
+        let devices = self
+            .lines
+            .iter()
+            .map(|l| {
+                let name = l
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("Extension {}", l.user));
+                Device {
+                    alias: Some(l.aor.clone()),
+                    ..Device::new(l.aor.clone(), l.user.clone(), name)
+                }
+            })
+            .collect();
+        let calls = self.tracker.calls();
+        self.tracker.mark_synchronized();
+        let inactive: Vec<&str> = self
+            .states
+            .iter()
+            .filter(|(_, s)| !s.active)
+            .map(|(d, _)| d.0.as_str())
+            .collect();
+        if !inactive.is_empty() {
+            tracing::warn!(lines = ?inactive, "lines without an active subscription at synchronisation");
+        }
+        self.send(ProviderEvent::Synchronized {
+            devices,
+            calls,
+            statuses: Vec::new(),
+        })
+        .await
+    }
+
+    async fn go_down(&mut self, reason: String) -> Result<(), ProviderError> {
+        tracing::warn!(instance = %self.cx.instance, %reason, "SIP provider down");
+        let was_up = self.up;
+        self.up = false;
+        self.sync_deadline = None;
+        self.tracker.forget_all();
+        for state in self.states.values_mut() {
+            state.notified = false;
+        }
+        if was_up {
+            self.send(ProviderEvent::Down { reason }).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_ping(&mut self, alive: Result<(), String>) -> Result<(), ProviderError> {
+        match alive {
+            Ok(()) if !self.registrar_ok => {
+                tracing::info!("the registrar answers again; subscribing every line anew");
+                self.registrar_ok = true;
+                for state in self.states.values_mut() {
+                    state.active = false;
+                    state.tried = false;
+                }
+                for signal in self.signals.values() {
+                    let _ = signal.try_send(Signal::Resubscribe);
+                }
+            }
+            Ok(()) => {}
+            Err(reason) => {
+                if self.registrar_ok {
+                    self.registrar_ok = false;
+                    self.go_down(format!("the registrar does not answer: {reason}"))
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_request(&mut self, request: ProviderRequest) -> Result<(), ProviderError> {
+        let id = request.id;
+        if !self.up {
+            let error = TapiError::new(
+                ErrorKind::InvalidLineState,
+                "the registrar is unreachable or no line is subscribed",
+            );
+            return self.complete(id, Err(error)).await;
+        }
+        match request.command {
+            ProviderCommand::MakeCall { device, to } => self.make_call(id, device, to).await,
+            ProviderCommand::Drop { call } => self.drop_call(id, call).await,
+            other => {
+                let error = TapiError::new(
+                    ErrorKind::OperationUnavailable,
+                    format!("the SIP provider cannot do this: {other:?}"),
+                );
+                self.complete(id, Err(error)).await
+            }
+        }
+    }
+
+    async fn make_call(
+        &mut self,
+        request: RequestId,
+        device: DeviceKey,
+        to: String,
+    ) -> Result<(), ProviderError> {
+        let Some(line) = self.lines.iter().find(|l| device_of(l) == device).cloned() else {
+            let error = TapiError::new(ErrorKind::InvalidLine, format!("no line {}", device.0));
+            return self.complete(request, Err(error)).await;
+        };
+        if !self.states.get(&device).is_some_and(|s| s.active) {
+            let error = TapiError::new(
+                ErrorKind::InvalidLineState,
+                format!("line {} has no active subscription", line.aor),
+            );
+            return self.complete(request, Err(error)).await;
+        }
+        let destination = match destination(&to, &line.domain) {
+            Ok(destination) => destination,
+            Err(error) => return self.complete(request, Err(error)).await,
+        };
+        let to_user = uri_user(&destination);
+        if to_user.as_deref() == Some(line.user.as_str()) {
+            let error = TapiError::new(ErrorKind::TargetSelf, "a line cannot call itself");
+            return self.complete(request, Err(error)).await;
+        }
+        let Some((key, call)) = self.tracker.expect_made_call(&device, to_user) else {
+            let error = TapiError::new(ErrorKind::InvalidLine, format!("no line {}", device.0));
+            return self.complete(request, Err(error)).await;
+        };
+        let settings = MakeCall {
+            line: line.aor.clone(),
+            number: line.user.clone(),
+            destination,
+            controller: self.config.controller_user.clone(),
+            domain: line.domain.clone(),
+            alert_info: self.config.alert_info.clone(),
+            answer_timeout: Duration::from_millis(self.config.answer_timeout_ms),
+            limit: self.config.request_timeout(),
+        };
+        let stack = self.stack.clone();
+        self.commands.spawn(async move {
+            let result = control::make_call(&stack, settings).await;
+            Outcome::Made {
+                request,
+                key,
+                call,
+                result,
+            }
+        });
+        Ok(())
+    }
+
+    async fn drop_call(&mut self, request: RequestId, call: CallRef) -> Result<(), ProviderError> {
+        let Some(rpc) = self.rpc.clone() else {
+            let error = TapiError::new(
+                ErrorKind::OperationUnavailable,
+                "drop needs Kamailio's JSON-RPC (`rpc` in the configuration)",
+            );
+            return self.complete(request, Err(error)).await;
+        };
+        let Some((_, call_id)) = self.tracker.find(&call) else {
+            let error = TapiError::new(ErrorKind::InvalidCall, format!("no call {}", call.0));
+            return self.complete(request, Err(error)).await;
+        };
+        self.commands.spawn(async move {
+            let result = control::end_dialog(&rpc, &call_id).await;
+            Outcome::Dropped {
+                request,
+                call_id,
+                result,
+            }
+        });
+        Ok(())
+    }
+
+    async fn on_outcome(&mut self, outcome: Outcome) -> Result<(), ProviderError> {
+        match outcome {
+            Outcome::Made {
+                request,
+                key,
+                call,
+                result,
+            } => {
+                let succeeded = result.is_ok();
+                match result {
+                    Ok(()) => {
+                        tracing::info!(call = %call.0, "made call transferred");
+                        self.complete(request, Ok(Completion::Call(call))).await?;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "make call failed");
+                        self.complete(request, Err(error)).await?;
+                    }
+                }
+                let mut out = Vec::new();
+                self.tracker.finish_made_call(key, succeeded, &mut out);
+                self.report(out).await
+            }
+            Outcome::Dropped {
+                request,
+                call_id,
+                result,
+            } => match result {
+                Err(error) => self.complete(request, Err(error)).await,
+                Ok(()) => {
+                    let deadline =
+                        Instant::now() + Duration::from_millis(self.config.drop_verify_ms);
+                    self.drops.push(PendingDrop {
+                        request,
+                        call_id,
+                        deadline,
+                    });
+                    self.check_drops(Instant::now()).await
+                }
+            },
+        }
+    }
+
+    /// Completes the drops whose dialog is gone from every line, or whose time is up.
+    async fn check_drops(&mut self, now: Instant) -> Result<(), ProviderError> {
+        let mut done = Vec::new();
+        self.drops.retain(|drop| {
+            let live = self.tracker.live(&drop.call_id);
+            if live.is_empty() {
+                done.push((drop.request, Ok(Completion::Done)));
+                return false;
+            }
+            if now >= drop.deadline {
+                let left: Vec<String> = live
+                    .iter()
+                    .map(|(device, state)| format!("{} ({})", device.0, state.name()))
+                    .collect();
+                let error = TapiError::new(
+                    ErrorKind::OperationFailed,
+                    format!(
+                        "Kamailio ended the dialog but it is still live on {}",
+                        left.join(", ")
+                    ),
+                );
+                done.push((drop.request, Err(error)));
+                return false;
+            }
+            true
+        });
+        for (request, outcome) in done {
+            self.complete(request, outcome).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The SIP URI a made call goes to: a number on the line's domain, or a `sip:` URI.
+fn destination(to: &str, domain: &str) -> Result<String, TapiError> {
+    let to = to.trim();
+    let invalid = || TapiError::new(ErrorKind::InvalidAddress, format!("cannot dial `{to}`"));
+    if to.starts_with("sip:") {
+        if to
+            .chars()
+            .any(|c| c.is_control() || c == ' ' || c == '>' || c == '<')
+        {
+            return Err(invalid());
+        }
+        uri(to).map_err(|_| invalid())?;
+        return Ok(to.to_owned());
+    }
+    if !is_user_part(to) {
+        return Err(invalid());
+    }
+    Ok(format!("sip:{to}@{domain}"))
+}
+
+/// Sends an OPTIONS to the registrar every `keepalive_interval_ms`, reporting each result.
+async fn keepalive(
+    stack: Arc<Stack>,
+    config: SipConfig,
+    results: mpsc::Sender<Result<(), String>>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let interval = Duration::from_millis(config.keepalive_interval_ms);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = sleep(interval) => {}
+        }
+        let result = tokio::select! {
+            () = stop.cancelled() => return,
+            result = options(&stack, &config) => result,
+        };
+        if results
+            .send(
+                result
+                    .map(|_| ())
+                    .map_err(|f| f.to_error("OPTIONS").message),
+            )
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// One OPTIONS to the registrar: its final status code and reason.
+pub async fn options(stack: &Stack, config: &SipConfig) -> Result<(u16, String), Failure> {
+    let target = uri(&format!("sip:{}", config.registrar_address()))?;
+    let from = uri(&format!(
+        "sip:{}@{}",
+        config.controller_user, config.registrar.host
+    ))?;
+    let request = stack.new_request(Method::Options, target.clone(), from, target, None)?;
+    let (response, _) = stack.send(request, config.request_timeout()).await?;
+    Ok((
+        response.status_code.code(),
+        response.wire_reason.unwrap_or_default(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_are_numbers_or_sip_uris() {
+        assert_eq!(
+            destination("203", "127.0.0.1").unwrap(),
+            "sip:203@127.0.0.1"
+        );
+        assert_eq!(
+            destination("sip:203@127.0.0.1:5070", "x").unwrap(),
+            "sip:203@127.0.0.1:5070"
+        );
+        for bad in ["", "20 3", "sip:a>b@c", "2\r\n03", "tel:203"] {
+            let error = destination(bad, "127.0.0.1").unwrap_err();
+            assert_eq!(error.kind, ErrorKind::InvalidAddress, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! The provider against the real test bed (sip-testbed.md): Kamailio 5.6 with RFC 4235
+//! dialog events and three baresip UAs driven over ctrl_tcp, all on loopback, started here.
+//!
+//! One test walks through the whole story in order, since every step needs the same running
+//! peers: lines come up; a call 201 → 202 rings, connects and ends; a made call (3PCC)
+//! connects 201 and 203; drop ends it through JSON-RPC; Kamailio restarts and the lines come
+//! back after resubscribing.
+
+mod testbed;
+
+use std::time::Duration;
+
+use tapir_driver_sip::{RpcEndpoint, SipConfig, SipProvider};
+use tapir_model::{ErrorKind, Party, RequestId};
+use tapir_provider::testing::RunningProvider;
+use tapir_provider::{
+    CallRef, CallReport, Completion, DeviceKey, Provider, ProviderCommand, ProviderEvent,
+    ProviderRequest,
+};
+use testbed::{Bed, Ctrl};
+
+/// How long any one expected event may take (generous: a slow CI box).
+const WAIT: Duration = Duration::from_secs(15);
+
+fn device(user: &str) -> DeviceKey {
+    DeviceKey(format!("sip:{user}@127.0.0.1"))
+}
+
+/// Reads events until `matches`, returning everything read (the match last); fails the test
+/// with what was seen after `WAIT`.
+async fn until(
+    running: &mut RunningProvider,
+    what: &str,
+    mut matches: impl FnMut(&ProviderEvent) -> bool,
+) -> Vec<ProviderEvent> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match running.next_event(left).await {
+            Some(event) => {
+                let done = matches(&event);
+                seen.push(event);
+                if done {
+                    return seen;
+                }
+            }
+            None => panic!("waiting for {what}: not seen within {WAIT:?}; got {seen:#?}"),
+        }
+    }
+}
+
+fn report<'a>(event: &'a ProviderEvent, user: &str, state: &str) -> Option<&'a CallReport> {
+    match event {
+        ProviderEvent::Call(report)
+            if report.device == device(user) && report.state.name() == state =>
+        {
+            Some(report)
+        }
+        _ => None,
+    }
+}
+
+/// Waits until each of `users` reported `state` (in any order); returns the reports.
+async fn until_all(
+    running: &mut RunningProvider,
+    users: &[&str],
+    state: &str,
+    seen: &mut Vec<ProviderEvent>,
+) -> Vec<CallReport> {
+    let mut found: Vec<Option<CallReport>> = vec![None; users.len()];
+    for (index, user) in users.iter().enumerate() {
+        if let Some(r) = seen.iter().rev().find_map(|e| report(e, user, state)) {
+            found[index] = Some(r.clone());
+        }
+    }
+    while found.iter().any(Option::is_none) {
+        let events = until(running, &format!("{users:?} {state}"), |e| {
+            users.iter().any(|u| report(e, u, state).is_some())
+        })
+        .await;
+        for event in &events {
+            for (index, user) in users.iter().enumerate() {
+                if let Some(r) = report(event, user, state) {
+                    found[index] = Some(r.clone());
+                }
+            }
+        }
+        seen.extend(events);
+    }
+    found.into_iter().flatten().collect()
+}
+
+async fn command(running: &RunningProvider, id: u64, command: ProviderCommand) -> RequestId {
+    let id = RequestId(id);
+    running
+        .requests
+        .send(ProviderRequest { id, command })
+        .await
+        .expect("the provider takes requests");
+    id
+}
+
+fn completion(
+    events: &[ProviderEvent],
+    id: RequestId,
+) -> Option<&Result<Completion, tapir_model::TapiError>> {
+    events.iter().find_map(|e| match e {
+        ProviderEvent::Completed { request, outcome } if *request == id => Some(outcome),
+        _ => None,
+    })
+}
+
+async fn synchronized(running: &mut RunningProvider) -> Vec<ProviderEvent> {
+    let events = until(running, "Up + Synchronized", |e| {
+        matches!(e, ProviderEvent::Synchronized { .. })
+    })
+    .await;
+    assert!(
+        events.contains(&ProviderEvent::Up),
+        "Up before Synchronized: {events:?}"
+    );
+    let Some(ProviderEvent::Synchronized { devices, .. }) = events.last() else {
+        unreachable!()
+    };
+    let keys: Vec<&str> = devices.iter().map(|d| d.key.0.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "sip:201@127.0.0.1",
+            "sip:202@127.0.0.1",
+            "sip:203@127.0.0.1"
+        ]
+    );
+    let numbers: Vec<&str> = devices.iter().map(|d| d.address.as_str()).collect();
+    assert_eq!(numbers, ["201", "202", "203"]);
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_follows_and_controls_calls_on_kamailio() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "tapir_driver_sip=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let mut bed = Bed::new();
+    bed.start_kamailio().await;
+    let ctrl_201 = bed.start_ua("201", "manual");
+    let ctrl_202 = bed.start_ua("202", "manual");
+    let ctrl_203 = bed.start_ua("203", "auto");
+    for ext in ["201", "202", "203"] {
+        bed.wait_registered(ext).await;
+    }
+    let mut ua_201 = Ctrl::connect("201", ctrl_201).await;
+    let mut ua_202 = Ctrl::connect("202", ctrl_202).await;
+    let mut ua_203 = Ctrl::connect("203", ctrl_203).await;
+
+    let mut config = SipConfig::new(
+        "127.0.0.1",
+        bed.ports.sip,
+        &[
+            "sip:201@127.0.0.1",
+            "sip:202@127.0.0.1",
+            "sip:203@127.0.0.1",
+        ],
+    );
+    config.rpc = Some(RpcEndpoint::Datagram {
+        address: ([127, 0, 0, 1], bed.ports.rpc).into(),
+    });
+    config.keepalive_interval_ms = 300;
+    config.request_timeout_ms = 1_000;
+    config.retry_min_ms = 100;
+    config.retry_max_ms = 1_000;
+    config.answer_timeout_ms = 10_000;
+    let provider = SipProvider::new(config).expect("valid config");
+    let report = provider.test_connection().await.expect("OPTIONS answered");
+    assert!(
+        report.summary.contains("answered OPTIONS with 200"),
+        "{}",
+        report.summary
+    );
+    assert_eq!(report.devices, 3);
+    let capabilities = provider.capabilities();
+    assert_eq!(
+        capabilities,
+        tapir_model::Capabilities::MAKE_CALL | tapir_model::Capabilities::DROP
+    );
+    let mut running = RunningProvider::start(Box::new(provider), "sip-test");
+
+    // Lines come up in service, idle.
+    let events = synchronized(&mut running).await;
+    let Some(ProviderEvent::Synchronized { calls, .. }) = events.last() else {
+        unreachable!()
+    };
+    assert!(calls.is_empty(), "{calls:?}");
+
+    // 201 dials 202: ringback on 201, offering on 202, with the parties.
+    ua_201.cmd("dial", Some("sip:202@127.0.0.1")).await;
+    let mut seen = Vec::new();
+    let ringback = until_all(&mut running, &["201"], "ringback", &mut seen).await;
+    let offering = until_all(&mut running, &["202"], "offering", &mut seen).await;
+    assert_eq!(ringback[0].caller.number.as_deref(), Some("201"));
+    assert_eq!(ringback[0].called.number.as_deref(), Some("202"));
+    assert_eq!(offering[0].caller.number.as_deref(), Some("201"));
+    assert_eq!(offering[0].called.number.as_deref(), Some("202"));
+    assert!(ua_202.wait_event("CALL_INCOMING", WAIT).await);
+
+    // 202 accepts: connected on both.
+    ua_202.cmd("accept", None).await;
+    let connected = until_all(&mut running, &["201", "202"], "connected", &mut seen).await;
+    assert_eq!(connected[0].connected, Party::number("202"));
+    assert_eq!(connected[1].connected, Party::number("201"));
+
+    // 201 hangs up: disconnected, then idle, on both.
+    ua_201.cmd("hangup", None).await;
+    until_all(&mut running, &["201", "202"], "idle", &mut seen).await;
+    for user in ["201", "202"] {
+        let states: Vec<&str> = seen
+            .iter()
+            .filter_map(|e| match e {
+                ProviderEvent::Call(r) if r.device == device(user) => Some(r.state.name()),
+                _ => None,
+            })
+            .collect();
+        let disconnected = states.iter().position(|s| *s == "disconnected");
+        let idle = states.iter().position(|s| *s == "idle");
+        assert!(
+            disconnected.is_some() && disconnected < idle,
+            "{user}: {states:?}"
+        );
+    }
+    assert!(ua_201.wait_event("CALL_CLOSED", WAIT).await);
+    assert!(ua_202.wait_event("CALL_CLOSED", WAIT).await);
+
+    // Make call from 201 to 203 by 3PCC: 201's phone must answer the provider's INVITE
+    // (baresip ignores answer-after), 203 answers by itself.
+    ua_201.cmd("answermode", Some("auto")).await;
+    ua_201.clear();
+    ua_203.clear();
+    let make = command(
+        &running,
+        1,
+        ProviderCommand::MakeCall {
+            device: device("201"),
+            to: "203".into(),
+        },
+    )
+    .await;
+    let mut seen = until(
+        &mut running,
+        "make call completion",
+        |e| matches!(e, ProviderEvent::Completed { request, .. } if *request == make),
+    )
+    .await;
+    let Some(Ok(Completion::Call(made))) = completion(&seen, make).cloned() else {
+        panic!("make call failed: {seen:#?}");
+    };
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, ProviderEvent::Call(r) if r.call == made)),
+        "the completion comes before the call's first report"
+    );
+    let connected = until_all(&mut running, &["201", "203"], "connected", &mut seen).await;
+    assert_eq!(connected[0].call, made);
+    assert_eq!(connected[0].called.number.as_deref(), Some("203"));
+    assert_eq!(connected[1].caller.number.as_deref(), Some("201"));
+    // The provider's own leg to the phone never shows as a call.
+    assert!(
+        !seen.iter().any(|e| matches!(e, ProviderEvent::Call(r)
+            if r.caller.number.as_deref() == Some("tapir") || r.called.number.as_deref() == Some("tapir"))),
+        "{seen:#?}"
+    );
+    assert!(ua_203.wait_event("CALL_ESTABLISHED", WAIT).await);
+
+    // Drop through JSON-RPC: both sides end, verified through the dialog-info.
+    let drop = command(&running, 2, ProviderCommand::Drop { call: made.clone() }).await;
+    let events = until(
+        &mut running,
+        "drop completion",
+        |e| matches!(e, ProviderEvent::Completed { request, .. } if *request == drop),
+    )
+    .await;
+    let outcome = completion(&events, drop).cloned();
+    seen.extend(events);
+    match outcome {
+        Some(Ok(Completion::Done)) => {
+            until_all(&mut running, &["201", "203"], "idle", &mut seen).await;
+        }
+        // Kamailio's end_dlg race (kamailio/kamailio#4268) can release one leg only; the
+        // provider must then say what is left.
+        Some(Err(error)) => {
+            assert_eq!(error.kind, ErrorKind::OperationFailed, "{error}");
+            assert!(error.message.contains("still live"), "{error}");
+        }
+        other => panic!("unexpected drop outcome {other:?}"),
+    }
+    let closed_201 = ua_201
+        .wait_event("CALL_CLOSED", Duration::from_secs(3))
+        .await;
+    let closed_203 = ua_203
+        .wait_event("CALL_CLOSED", Duration::from_secs(3))
+        .await;
+    assert!(closed_201 || closed_203, "dlg.end_dlg released neither leg");
+    if !closed_201 {
+        eprintln!("end_dlg race: 201 kept its leg; hanging up there");
+        ua_201.cmd("hangup", None).await;
+    }
+    if !closed_203 {
+        eprintln!("end_dlg race: 203 kept its leg; hanging up there");
+        ua_203.cmd("hangup", None).await;
+    }
+
+    // A call the provider does not know, and a command it does not offer.
+    let unknown = command(
+        &running,
+        3,
+        ProviderCommand::Drop {
+            call: CallRef("sip:201@127.0.0.1/none".into()),
+        },
+    )
+    .await;
+    let hold = command(&running, 4, ProviderCommand::Hold { call: made }).await;
+    let events = until(
+        &mut running,
+        "refusals",
+        |e| matches!(e, ProviderEvent::Completed { request, .. } if *request == hold),
+    )
+    .await;
+    let refused = |id| match completion(&events, id) {
+        Some(Err(error)) => error.kind,
+        other => panic!("{id:?}: {other:?}"),
+    };
+    assert_eq!(refused(unknown), ErrorKind::InvalidCall);
+    assert_eq!(refused(hold), ErrorKind::OperationUnavailable);
+
+    // Kamailio restarts: the lines go out of service, then come back after resubscribing.
+    bed.stop_kamailio();
+    until(&mut running, "Down", |e| {
+        matches!(e, ProviderEvent::Down { .. })
+    })
+    .await;
+    bed.start_kamailio().await;
+    synchronized(&mut running).await;
+
+    running.shutdown.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(10), running.task)
+        .await
+        .expect("the provider stops in time")
+        .expect("the provider task ends");
+    assert_eq!(result, Ok(()));
+}
