@@ -8,11 +8,63 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 /// Every file of the console, by the name it is served under `/console/`.
-const ASSETS: &[(&str, &str, &str)] = &[(
-    "index.html",
-    "text/html; charset=utf-8",
-    include_str!("../console/index.html"),
-)];
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("../console/index.html"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../console/style.css"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("../console/favicon.svg"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/app.js"),
+    ),
+    (
+        "api.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/api.js"),
+    ),
+    (
+        "store.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/store.js"),
+    ),
+    (
+        "ui.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/ui.js"),
+    ),
+    (
+        "operator.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/operator.js"),
+    ),
+    (
+        "screenpop.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/screenpop.js"),
+    ),
+    (
+        "admin.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/admin.js"),
+    ),
+    (
+        "accounts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/accounts.js"),
+    ),
+];
 
 /// Scripts and styles come from this server only; the API is reached on the same origin.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self' ws: wss:; \
