@@ -70,7 +70,8 @@ const COMMAND_TIMEOUT_MS = 20000;
 
 /**
  * The live connection. `onMessage(msg)` gets every snapshot and event; `onStatus(state, detail)`
- * every change of the connection; `lastSeq()` says where to resume after a drop.
+ * every change of the connection; `lastSeq()` says where to resume after a drop (`since` and
+ * the server run's `epoch`).
  */
 export class Connection {
   constructor({ onMessage, onStatus, lastSeq }) {
@@ -141,9 +142,10 @@ export class Connection {
     const socket = new WebSocket(url);
     this.socket = socket;
     socket.addEventListener('open', () => {
-      const since = this.lastSeq();
-      // Resume where we were: the server replays what we missed, or sends a fresh snapshot.
-      socket.send(JSON.stringify(since === null ? { type: 'subscribe' } : { type: 'subscribe', since }));
+      const { since, epoch } = this.lastSeq();
+      // Resume where we were: the server replays what we missed, or sends a fresh snapshot
+      // (also when it restarted since: then the epoch differs).
+      socket.send(JSON.stringify(since === null ? { type: 'subscribe' } : { type: 'subscribe', since, epoch }));
       this.retryMs = FIRST_RETRY_MS;
       this.setState(CONNECTED);
     });

@@ -150,7 +150,7 @@ function startSession() {
       if (message.type === 'snapshot') refreshRights();
     },
     onStatus: showConnection,
-    lastSeq: () => store.seq,
+    lastSeq: () => ({ since: store.seq, epoch: store.epoch }),
   });
   store.subscribe(scheduleRender);
   connection.start();

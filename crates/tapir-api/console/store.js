@@ -22,6 +22,8 @@ export class Store {
 
   reset() {
     this.seq = null;
+    /** The server run the sequence numbers belong to. */
+    this.epoch = null;
     this.instances = new Map();
     this.lines = new Map();
     this.calls = new Map();
@@ -50,6 +52,7 @@ export class Store {
   applySnapshot(snapshot) {
     this.reset();
     this.seq = snapshot.seq;
+    this.epoch = snapshot.epoch;
     for (const instance of snapshot.instances) this.instances.set(instance.name, instance);
     for (const line of snapshot.lines) this.lines.set(line.id, line);
     for (const call of snapshot.calls) this.calls.set(call.id, call);

@@ -164,6 +164,7 @@ impl Gate {
     /// The part of `snapshot` the caller may see.
     pub(crate) fn filter(&self, snapshot: &Snapshot) -> Snapshot {
         Snapshot {
+            epoch: snapshot.epoch,
             seq: snapshot.seq,
             instances: snapshot
                 .instances

@@ -26,6 +26,7 @@ pub(crate) fn instance(i: &InstanceInfo) -> InstanceDto {
 pub(crate) fn snapshot(s: &Snapshot, lines: Option<&dyn Fn(u32) -> bool>) -> SnapshotDto {
     let keep = |id: u32| lines.is_none_or(|f| f(id));
     SnapshotDto {
+        epoch: s.epoch,
         seq: s.seq,
         instances: s.instances.iter().map(instance).collect(),
         lines: s

@@ -108,6 +108,7 @@ mod tests {
     fn a_snapshot_is_encoded_once_per_sequence_number() {
         let cache = EncodedEvents::default();
         let snapshot = |seq| Snapshot {
+            epoch: 1,
             seq,
             instances: vec![],
             lines: vec![],

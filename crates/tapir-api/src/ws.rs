@@ -188,8 +188,14 @@ impl Session {
     async fn on_text(&mut self, text: &str) -> Result<(), SessionEnd> {
         match ClientMessage::from_json(text) {
             Err(reason) => self.reject(reason).await,
-            Ok(ClientMessage::Subscribe { since, lines }) => {
+            Ok(ClientMessage::Subscribe {
+                since,
+                epoch,
+                lines,
+            }) => {
                 self.lines = lines.map(|l| l.into_iter().collect());
+                // Sequence numbers of an earlier run of the server mean nothing now.
+                let since = since.filter(|_| epoch.is_none_or(|e| e == self.engine.epoch()));
                 self.subscribe(since).await
             }
             Ok(ClientMessage::Unsubscribe) => {

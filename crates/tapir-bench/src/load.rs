@@ -613,7 +613,11 @@ pub async fn connect(
 }
 
 pub fn subscribe(lines: Option<Vec<u32>>) -> ClientMessage {
-    ClientMessage::Subscribe { since: None, lines }
+    ClientMessage::Subscribe {
+        since: None,
+        epoch: None,
+        lines,
+    }
 }
 
 pub async fn send(socket: &mut Socket, message: &ClientMessage) -> Result<()> {

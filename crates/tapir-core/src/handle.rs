@@ -84,11 +84,18 @@ pub struct EngineStopped;
 #[derive(Debug, Clone)]
 pub struct EngineHandle {
     tx: mpsc::Sender<Request>,
+    epoch: u64,
 }
 
 impl EngineHandle {
-    pub(crate) fn new(tx: mpsc::Sender<Request>) -> EngineHandle {
-        EngineHandle { tx }
+    pub(crate) fn new(tx: mpsc::Sender<Request>, epoch: u64) -> EngineHandle {
+        EngineHandle { tx, epoch }
+    }
+
+    /// This run's event stream, as snapshots carry it: a client that resumes with a
+    /// sequence number of another epoch (the server restarted) must start from a snapshot.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     async fn ask<T>(

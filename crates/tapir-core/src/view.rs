@@ -62,6 +62,8 @@ pub struct InstanceInfo {
 /// Everything at one sequence number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
+    /// Which run of the engine this is: sequence numbers are comparable within one epoch only.
+    pub epoch: u64,
     /// The sequence number of the last event included; deltas continue after it.
     pub seq: u64,
     pub instances: Vec<InstanceInfo>,

@@ -153,6 +153,10 @@ pub struct InstanceDto {
 /// Everything at one sequence number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SnapshotDto {
+    /// The server's current event stream; send it back with `since` when resuming, so that
+    /// a restarted server answers with a fresh snapshot instead of unrelated events.
+    #[serde(default)]
+    pub epoch: u64,
     /// The last event included; the events that follow have larger numbers.
     pub seq: u64,
     pub instances: Vec<InstanceDto>,

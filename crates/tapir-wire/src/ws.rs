@@ -21,6 +21,10 @@ pub enum ClientMessage {
         /// The last sequence number seen; missed events are replayed when still buffered.
         #[serde(default)]
         since: Option<u64>,
+        /// The epoch of the snapshot `since` belongs to; when the server's differs (it
+        /// restarted), a fresh snapshot comes instead of a replay.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<u64>,
         /// Only events about these lines (and instance events); all lines when absent.
         #[serde(default)]
         lines: Option<Vec<u32>>,
@@ -45,6 +49,8 @@ enum Envelope {
         #[serde(default)]
         since: Option<u64>,
         #[serde(default)]
+        epoch: Option<u64>,
+        #[serde(default)]
         lines: Option<Vec<u32>>,
     },
     Unsubscribe {},
@@ -61,9 +67,15 @@ impl ClientMessage {
             .ok_or("a message must be a JSON object")?;
         if object.get("type").and_then(|t| t.as_str()) != Some("command") {
             return match serde_json::from_value::<Envelope>(value) {
-                Ok(Envelope::Subscribe { since, lines }) => {
-                    Ok(ClientMessage::Subscribe { since, lines })
-                }
+                Ok(Envelope::Subscribe {
+                    since,
+                    epoch,
+                    lines,
+                }) => Ok(ClientMessage::Subscribe {
+                    since,
+                    epoch,
+                    lines,
+                }),
                 Ok(Envelope::Unsubscribe {}) => Ok(ClientMessage::Unsubscribe),
                 Err(e) => Err(format!("invalid message: {e}")),
             };
@@ -150,6 +162,7 @@ mod tests {
         }
         let round = ClientMessage::Subscribe {
             since: Some(4),
+            epoch: Some(17),
             lines: None,
         };
         let text = serde_json::to_string(&round).unwrap();

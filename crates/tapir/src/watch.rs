@@ -38,22 +38,25 @@ enum Ended {
 
 pub async fn run(connection: &Connection, options: WatchOptions) -> Result<()> {
     let ws_url = connection.url.as_str();
-    let mut since = options.since;
+    let mut position = Position {
+        since: options.since,
+        epoch: None,
+    };
     let mut printed = 0u64;
     let mut failures = 0u32;
     loop {
-        match watch_once(connection, &options, &mut since, &mut printed).await {
+        match watch_once(connection, &options, &mut position, &mut printed).await {
             Ok(Ended::Done) => return Ok(()),
             Ok(Ended::Lost(reason)) => {
                 failures = 0;
                 eprintln!(
                     "connection lost ({reason}); resuming after event {}",
-                    since.unwrap_or(0)
+                    position.since.unwrap_or(0)
                 );
             }
             Err(error) => {
                 failures += 1;
-                if failures == 1 && since.is_none() {
+                if failures == 1 && position.since.is_none() {
                     bail!("cannot watch {ws_url}: {error}");
                 }
                 eprintln!("cannot reconnect ({error}); retrying");
@@ -89,15 +92,23 @@ async fn connect(
     }
 }
 
+/// Where the stream stands: the last event seen, in which run of the server.
+#[derive(Default)]
+struct Position {
+    since: Option<u64>,
+    epoch: Option<u64>,
+}
+
 async fn watch_once(
     connection: &Connection,
     options: &WatchOptions,
-    since: &mut Option<u64>,
+    position: &mut Position,
     printed: &mut u64,
 ) -> Result<Ended> {
     let mut socket = connect(connection).await?;
     let subscribe = ClientMessage::Subscribe {
-        since: *since,
+        since: position.since,
+        epoch: position.epoch,
         lines: options.lines.clone(),
     };
     socket
@@ -119,7 +130,8 @@ async fn watch_once(
         };
         match &message {
             ServerMessage::Snapshot(snapshot) => {
-                *since = Some(snapshot.seq);
+                position.since = Some(snapshot.seq);
+                position.epoch = Some(snapshot.epoch);
                 if options.json {
                     output::json(&message)?;
                 } else {
@@ -132,7 +144,7 @@ async fn watch_once(
                 }
             }
             ServerMessage::Event(event) => {
-                *since = Some(event.seq);
+                position.since = Some(event.seq);
                 if options.json {
                     output::json(&message)?;
                 } else {

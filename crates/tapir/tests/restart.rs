@@ -55,3 +55,63 @@ async fn line_ids_survive_a_restart_and_a_changed_device_list() {
     }
     server.stop();
 }
+
+/// Sequence numbers start again when the server restarts: a client that resumes with the
+/// number and epoch of the old run gets a fresh snapshot, not the new run's unrelated events.
+#[tokio::test]
+async fn a_client_of_the_previous_run_resumes_with_a_snapshot() {
+    use common::{Ws, line_of, post_json};
+    use serde_json::json;
+    use tapir_wire::ServerMessage;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), None);
+    let mut ws = Ws::connect(&server).await;
+    ws.send(json!({"type": "subscribe"})).await;
+    let ServerMessage::Snapshot(old) = ws.next().await else {
+        panic!("expected a snapshot");
+    };
+    drop(ws);
+    server.stop();
+
+    let server = Server::start_in(dir.path(), None);
+    let line = line_of(&server, "201").await;
+    // Enough events that the new run passes the old sequence number.
+    while server.event_count() <= old.seq + 2 {
+        let (status, body) = post_json(
+            &server,
+            &server.api(&format!("/lines/{line}/calls")),
+            json!({"to": "202"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        let call = body["call"].as_u64().unwrap();
+        post_json(
+            &server,
+            &server.api(&format!("/calls/{call}/drop")),
+            json!({}),
+        )
+        .await;
+    }
+    let mut ws = Ws::connect(&server).await;
+    ws.send(json!({"type": "subscribe", "since": old.seq, "epoch": old.epoch}))
+        .await;
+    match ws.next().await {
+        ServerMessage::Snapshot(new) => assert_ne!(new.epoch, old.epoch),
+        other => panic!("expected a fresh snapshot for a client of the old run, got {other:?}"),
+    }
+    // Within one run, the same request resumes.
+    let mut ws = Ws::connect(&server).await;
+    ws.send(json!({"type": "subscribe"})).await;
+    let ServerMessage::Snapshot(now) = ws.next().await else {
+        panic!("expected a snapshot");
+    };
+    let mut again = Ws::connect(&server).await;
+    again
+        .send(json!({"type": "subscribe", "since": now.seq - 1, "epoch": now.epoch}))
+        .await;
+    match again.next().await {
+        ServerMessage::Event(event) => assert_eq!(event.seq, now.seq),
+        other => panic!("expected the replay of event {}, got {other:?}", now.seq),
+    }
+}

@@ -161,7 +161,9 @@ impl Engine {
         }
         let (request_tx, request_rx) = mpsc::channel(1024);
         let (inbound_tx, inbound_rx) = mpsc::channel(4096);
+        let epoch = now_ms();
         let mut owner = Owner {
+            epoch,
             journal: Journal::new(config.resume_buffer, config.subscriber_backlog),
             config,
             store: Arc::new(Mutex::new(store)),
@@ -182,7 +184,7 @@ impl Engine {
             owner.start_instance(spec);
         }
         let task = tokio::spawn(owner.run(request_rx, inbound_rx, shutdown));
-        Ok((EngineHandle::new(request_tx), task))
+        Ok((EngineHandle::new(request_tx, epoch), task))
     }
 }
 
@@ -262,6 +264,8 @@ struct Pending {
 }
 
 struct Owner {
+    /// This run's event stream: sequence numbers start again in every run.
+    epoch: u64,
     config: EngineConfig,
     journal: Journal,
     store: Arc<Mutex<Store>>,
@@ -476,6 +480,7 @@ impl Owner {
 
     fn snapshot(&self) -> Snapshot {
         Snapshot {
+            epoch: self.epoch,
             seq: self.journal.seq(),
             instances: self
                 .instances
