@@ -67,6 +67,9 @@ const FIRST_RETRY_MS = 500;
 const MAX_RETRY_MS = 15000;
 /** The server gives up on a PBX after its command timeout (10 s by default); wait a bit longer. */
 const COMMAND_TIMEOUT_MS = 20000;
+// How often the console checks that the connection is alive, and how long it waits.
+const PING_INTERVAL_MS = 20000;
+const PONG_TIMEOUT_MS = 10000;
 
 /**
  * The live connection. `onMessage(msg)` gets every snapshot and event; `onStatus(state, detail)`
@@ -150,12 +153,29 @@ export class Connection {
       this.setState(CONNECTED);
     });
     socket.addEventListener('message', (e) => this.receive(e.data));
+    this.startHeartbeat(socket);
     socket.addEventListener('close', () => {
+      clearInterval(this.heartbeat);
+      clearTimeout(this.pongTimer);
       if (this.socket !== socket) return;
       this.socket = null;
       this.failPending('The connection was lost before the server answered; check the call before trying again.');
       if (!this.stopped) this.scheduleRetry();
     });
+  }
+
+  /**
+   * Browsers hide WebSocket pings, so a dead connection (a sleeping laptop, a lost NAT entry)
+   * would go unnoticed: ask the server for a pong now and then, and drop a silent socket.
+   */
+  startHeartbeat(socket) {
+    clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => {
+      if (socket.readyState !== WebSocket.OPEN) return;
+      socket.send(JSON.stringify({ type: 'ping' }));
+      clearTimeout(this.pongTimer);
+      this.pongTimer = setTimeout(() => socket.close(4001, 'no pong'), PONG_TIMEOUT_MS);
+    }, PING_INTERVAL_MS);
   }
 
   scheduleRetry() {
@@ -180,6 +200,10 @@ export class Connection {
     try {
       message = JSON.parse(text);
     } catch {
+      return;
+    }
+    if (message.type === 'pong') {
+      clearTimeout(this.pongTimer);
       return;
     }
     if (message.type === 'result') {

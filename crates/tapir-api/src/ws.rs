@@ -198,6 +198,10 @@ impl Session {
                 let since = since.filter(|_| epoch.is_none_or(|e| e == self.engine.epoch()));
                 self.subscribe(since).await
             }
+            Ok(ClientMessage::Ping { id }) => {
+                let seq = self.last_seq;
+                self.send(&ServerMessage::Pong { id, seq }).await
+            }
             Ok(ClientMessage::Unsubscribe) => {
                 self.events = None;
                 Ok(())

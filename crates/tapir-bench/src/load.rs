@@ -1033,6 +1033,8 @@ impl Driver {
                     format!("server error: {}", error.message),
                 );
             }
+            // The load tool sends no pings.
+            ServerMessage::Pong { .. } => {}
         }
     }
 

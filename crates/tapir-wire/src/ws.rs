@@ -31,6 +31,13 @@ pub enum ClientMessage {
     },
     /// Stop the event stream; commands still work.
     Unsubscribe,
+    /// Ask for a `pong`: browsers cannot see WebSocket ping frames, so a client that must
+    /// notice a dead connection (a sleeping laptop, a dropped NAT entry) asks itself.
+    Ping {
+        /// Chosen by the client, echoed in the pong.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
     /// Carry out a command.
     Command {
         /// Chosen by the client, echoed in the result.
@@ -54,6 +61,10 @@ enum Envelope {
         lines: Option<Vec<u32>>,
     },
     Unsubscribe {},
+    Ping {
+        #[serde(default)]
+        id: Option<String>,
+    },
 }
 
 impl ClientMessage {
@@ -77,6 +88,7 @@ impl ClientMessage {
                     lines,
                 }),
                 Ok(Envelope::Unsubscribe {}) => Ok(ClientMessage::Unsubscribe),
+                Ok(Envelope::Ping { id }) => Ok(ClientMessage::Ping { id }),
                 Err(e) => Err(format!("invalid message: {e}")),
             };
         }
@@ -115,6 +127,13 @@ pub enum ServerMessage {
     /// A message the server could not accept; the connection stays open.
     Error {
         error: ErrorDto,
+    },
+    /// The answer to a `ping`, after everything the server sent before it.
+    Pong {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The last event sequence number sent on this connection.
+        seq: u64,
     },
 }
 

@@ -153,7 +153,7 @@ async fn watch_once(
                 *printed += 1;
             }
             ServerMessage::Error { error } => eprintln!("server: {error}"),
-            ServerMessage::Result { .. } => {}
+            ServerMessage::Result { .. } | ServerMessage::Pong { .. } => {}
         }
         if options.count.is_some_and(|count| *printed >= count) {
             return Ok(Ended::Done);

@@ -258,3 +258,25 @@ async fn a_client_that_falls_behind_is_resumed_in_order() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_ping_gets_a_pong_with_the_last_sequence_number_sent() {
+    let server = Server::start();
+    let mut ws = Ws::connect(&server).await;
+    ws.send(json!({"type": "ping", "id": "p1"})).await;
+    match ws.next().await {
+        ServerMessage::Pong { id, seq } => assert_eq!((id.as_deref(), seq), (Some("p1"), 0)),
+        other => panic!("expected a pong, got {other:?}"),
+    }
+    ws.send(json!({"type": "subscribe"})).await;
+    let ServerMessage::Snapshot(snapshot) = ws.next().await else {
+        panic!("expected a snapshot");
+    };
+    ws.send(json!({"type": "ping"})).await;
+    match ws.next().await {
+        ServerMessage::Pong { id, seq } => assert_eq!((id, seq), (None, snapshot.seq)),
+        other => panic!("expected a pong, got {other:?}"),
+    }
+    ws.send(json!({"type": "ping", "extra": 1})).await;
+    assert!(matches!(ws.next().await, ServerMessage::Error { .. }));
+}
