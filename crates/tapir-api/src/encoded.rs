@@ -116,7 +116,9 @@ mod tests {
         };
         let first = cache.snapshot_text(&snapshot(5));
         assert!(
-            first.as_str().starts_with(r#"{"type":"snapshot","epoch":1,"seq":5"#),
+            first
+                .as_str()
+                .starts_with(r#"{"type":"snapshot","epoch":1,"seq":5"#),
             "{}",
             first.as_str()
         );
