@@ -574,3 +574,148 @@ scenario('9. logging out ends the session', async () => {
   assert.equal(await page.evaluate(() => sessionStorage.getItem('tapir.token')), null);
   assert.equal(await page.locator('#app-view').isVisible(), false);
 });
+
+scenario('10. teams give rights on teammates’ lines; the audit log shows what was done and refused', async () => {
+  const page = adminPage;
+  // A member whose name has a backslash, like a Windows domain account; line 207 is its phone.
+  const CAROL = 'ACME\\carol';
+  // A space and a slash: the team's name must be encoded in every path.
+  const TEAM = 'Front desk/east';
+  await api('POST', '/users', { name: CAROL, tenant: 'default', friendly_name: 'Carol Clerk' });
+  await api('PUT', `/users/${encodeURIComponent(CAROL)}/lines/${line['207']}`, { relation: 'own' });
+
+  // The operator's own session, through the API.
+  const answer = await fetch(`${server.base}/api/v1/login`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ user: OPERATOR.name, password: OPERATOR.password }),
+  });
+  assert.equal(answer.status, 200);
+  const { token } = await answer.json();
+  const asOperator = (method, urlPath, body) => fetch(`${server.base}/api/v1${urlPath}`, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const operatorRightOn = async (id) => (await (await asOperator('GET', '/me')).json()).lines.find((l) => l.line === id)?.right ?? null;
+  assert.equal(await operatorRightOn(line['207']), null);
+
+  // Create the team with the right to monitor.
+  await page.click('#tab-teams');
+  await page.locator('#view-teams').getByText('on each other’s own lines').first().waitFor();
+  await page.fill('#team-name', TEAM);
+  await page.selectOption('#team-right', 'monitor');
+  await page.click('#view-teams button:has-text("Create team")');
+  const row = page.locator(`#view-teams tr[data-team=${JSON.stringify(TEAM)}]`);
+  await row.waitFor();
+  await waitText(page, '#notices', `Team ${TEAM} created`);
+  const rightSelect = row.getByLabel(`Member right of team ${TEAM}`, { exact: true });
+  assert.equal(await rightSelect.inputValue(), 'monitor');
+  await row.getByText('No members').waitFor();
+
+  // Add two members from the row's own picker; the focus stays on the picker.
+  for (const member of [OPERATOR.name, CAROL]) {
+    await row.getByLabel(`User to add to team ${TEAM}`, { exact: true }).selectOption(member);
+    await row.getByRole('button', { name: `Add the chosen user to team ${TEAM}` }).click();
+    await row.locator(`li[data-member=${JSON.stringify(member)}]`).waitFor();
+    await until(() => page.evaluate(() => document.activeElement?.dataset.focus), 'the focus back in the row')
+      .then((focus) => assert.equal(focus, `add:${TEAM}`));
+  }
+  assert.deepEqual(await row.locator('li[data-member]').evaluateAll((items) => items.map((i) => i.dataset.member).sort()), [CAROL, OPERATOR.name].sort());
+  assert.match(await row.locator(`li[data-member=${JSON.stringify(CAROL)}]`).textContent(), /ACME\\carol \(Carol Clerk\)/);
+  assert.deepEqual((await api('GET', '/teams')).find((t) => t.name === TEAM).members.sort(), [CAROL, OPERATOR.name].sort());
+  await until(async () => (await operatorRightOn(line['207'])) === 'monitor', 'the operator to monitor its teammate’s line');
+
+  // A name that is taken is refused in the alert area.
+  await page.fill('#team-name', TEAM);
+  await page.click('#view-teams button:has-text("Create team")');
+  await page.locator('#alerts .alert').filter({ hasText: `Could not create team ${TEAM}` }).waitFor();
+  await page.locator('#alerts .alert button').first().click();
+  await page.fill('#team-name', '');
+
+  // Change the right to control, by keyboard: choose, Tab to "Change", Enter.
+  await rightSelect.focus();
+  await rightSelect.selectOption('control');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Change');
+  await page.keyboard.press('Enter');
+  await waitText(page, '#notices', `Members of team ${TEAM} now get Control`);
+  await until(async () => (await operatorRightOn(line['207'])) === 'control', 'the operator to control its teammate’s line');
+  assert.equal(await row.getByLabel(`Member right of team ${TEAM}`, { exact: true }).inputValue(), 'control');
+  assert.equal((await api('GET', '/teams')).find((t) => t.name === TEAM).member_right, 'control');
+  assert.deepEqual(await unlabelledControls(page), []);
+  await shot(page, '10a-admin-teams');
+
+  // The audit log, filtered by the operator, before it acts.
+  await clearCalls();
+  await page.click('#tab-audit');
+  const rows = page.locator('#view-audit tbody tr');
+  await rows.first().waitFor();
+  const users = () => rows.evaluateAll((trs) => [...new Set(trs.map((r) => r.dataset.user))]);
+  assert.ok((await users()).some((u) => u !== OPERATOR.name), 'unfiltered, the log shows other users too');
+  await page.fill('#audit-user', OPERATOR.name);
+  await page.press('#audit-user', 'Enter');
+  await until(async () => (await users()).join() === OPERATOR.name, 'only the operator’s entries');
+
+  // The operator places a call, then tries to drop its far end, a line it may only monitor.
+  await api('PUT', `/users/${OPERATOR.name}/lines/${line['208']}`, { right: 'monitor' });
+  const placed = await asOperator('POST', `/lines/${line['201']}/calls`, { to: '208' });
+  assert.equal(placed.status, 201);
+  const { call } = await placed.json();
+  const far = await until(async () => (await api('GET', `/calls?line=${line['208']}`))[0], 'the call to ring at 208');
+  const refused = await asOperator('POST', `/calls/${far.id}/drop`);
+  assert.equal(refused.status, 403);
+  assert.equal((await refused.json()).error, 'not_owner');
+
+  // Refresh: both are listed, newest first, the refused one marked in words.
+  await page.click('#audit-refresh');
+  const denied = page.locator(`#view-audit tr[data-call="${far.id}"]`);
+  await denied.waitFor();
+  const made = page.locator(`#view-audit tr[data-call="${call}"]`);
+  assert.equal(await denied.getAttribute('data-result'), 'denied');
+  assert.equal(await denied.getAttribute('data-line'), String(line['208']));
+  assert.equal((await denied.locator('.badge').textContent()).trim(), 'Denied');
+  assert.match(await denied.textContent(), /drop.*not_owner/);
+  assert.equal(await made.getAttribute('data-result'), 'ok');
+  assert.equal(await made.getAttribute('data-line'), String(line['201']));
+  assert.match(await made.textContent(), /make_call.*OK/);
+  assert.deepEqual(await rows.evaluateAll((trs) => trs.slice(0, 2).map((r) => r.dataset.call)), [String(far.id), String(call)]);
+  assert.deepEqual(await users(), [OPERATOR.name]);
+  await waitText(page, '#view-audit .hint[aria-live]', `for user ${OPERATOR.name}`);
+  await shot(page, '10b-admin-audit');
+  // The line filter too: only line 208's entries.
+  await page.selectOption('#audit-line', String(line['208']));
+  await until(async () => {
+    const lines = await rows.evaluateAll((trs) => trs.map((r) => r.dataset.line));
+    return lines.length > 0 && lines.every((l) => l === String(line['208']));
+  }, 'only line 208 in the audit log');
+  await denied.waitFor();
+  await page.selectOption('#audit-line', String(line['201']));
+  await made.waitFor();
+  await page.selectOption('#audit-line', '');
+
+  // On a phone, both views fit the screen's width.
+  const phone = await openPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  await login(phone, ADMIN);
+  for (const [tab, ready, name] of [
+    ['#tab-teams', `#view-teams tr[data-team=${JSON.stringify(TEAM)}]`, '10c-phone-teams'],
+    ['#tab-audit', `#view-audit tr[data-call="${far.id}"]`, '10d-phone-audit'],
+  ]) {
+    await phone.click(tab);
+    await phone.locator(ready).waitFor();
+    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 1, `${tab} scrolls sideways by ${overflow}px on a phone`);
+    await shot(phone, name);
+  }
+  await phone.context().close();
+
+  // Remove a member and delete the team.
+  await page.click('#tab-teams');
+  await row.getByRole('button', { name: `Remove ${CAROL} from team ${TEAM}` }).click();
+  await row.locator(`li[data-member=${JSON.stringify(CAROL)}]`).waitFor({ state: 'detached' });
+  await until(async () => (await operatorRightOn(line['207'])) === null, 'the operator to lose its former teammate’s line');
+  await row.getByRole('button', { name: `Delete team ${TEAM}` }).click();
+  await page.locator('#ask').getByRole('button', { name: 'Delete' }).click();
+  await row.waitFor({ state: 'detached' });
+  assert.equal((await api('GET', '/teams')).some((t) => t.name === TEAM), false);
+  await clearCalls();
+});

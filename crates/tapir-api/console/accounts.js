@@ -1,9 +1,9 @@
-// Administrator views over the accounts endpoints: users, tokens, line assignments and the
-// tsecimp import/export. Accounts send no live events, so these views load when shown and
-// after each change.
+// Administrator views over the accounts endpoints: users, tokens, line assignments, the
+// tsecimp import/export, teams and the audit log. Accounts send no live events, so these
+// views load when shown and after each change (the audit log also on request).
 
 import {
-  h, field, setOptions, replaceChildren, ask, confirmAction, showError, showNotice,
+  h, field, setOptions, setText, replaceChildren, ask, confirmAction, showError, showNotice,
   formatDateTime, lineText,
 } from './ui.js';
 import { get, post, put, del, request } from './api.js';
@@ -11,8 +11,8 @@ import { get, post, put, del, request } from './api.js';
 const seconds = (s) => (s ? formatDateTime(s * 1000) : '–');
 const path = (name) => encodeURIComponent(name);
 
-function table(caption, headings, body) {
-  return h('div', { class: 'table-wrap card' }, h('table', {},
+function table(caption, headings, body, className) {
+  return h('div', { class: 'table-wrap card' }, h('table', { class: className },
     h('caption', { text: caption }),
     h('thead', {}, h('tr', {}, headings.map((t) => h('th', { scope: 'col', text: t })))),
     body));
@@ -265,6 +265,228 @@ export function createAssignments(panel, ctx) {
     show: load,
     render() {
       setOptions(line, store.lineList().filter((l) => l.status !== 'defunct').map((l) => [l.id, `#${l.id} ${lineText(l)}`]));
+    },
+  };
+}
+
+// ---- teams -----------------------------------------------------------------------------
+
+const RIGHT_LABELS = { monitor: 'Monitor', control: 'Control', none: 'None' };
+const rightOptions = () => Object.entries(RIGHT_LABELS).map(([value, text]) => h('option', { value, text }));
+
+let uniqueId = 0;
+/** An id for a control in a generated row, so that a label can point at it. */
+const rowId = (prefix) => `${prefix}-${++uniqueId}`;
+
+/** A label for screen readers only, where the column heading names the control for the eye. */
+const hiddenLabel = (text, control) => h('label', { for: control.id, class: 'visually-hidden', text });
+
+/**
+ * Rows are rebuilt after each change, which drops the focus: put it back on the first of
+ * `keys` (`data-focus` values) still there and enabled, unless the user went elsewhere.
+ */
+function refocus(root, keys) {
+  const active = document.activeElement;
+  if (active && active !== document.body && active.isConnected) return;
+  for (const key of [keys].flat()) {
+    const el = [...root.querySelectorAll('[data-focus]')].find((e) => e.dataset.focus === key && !e.disabled);
+    if (el) {
+      el.focus();
+      return;
+    }
+  }
+}
+
+const userText = (u) => (u.friendly_name ? `${u.name} (${u.friendly_name})` : u.name);
+
+/** Teams: their member right, members, and new teams. */
+export function createTeams(panel, ctx) {
+  const rows = h('tbody');
+  const empty = h('p', { class: 'empty', text: 'No teams yet.', hidden: true });
+  const refresh = h('button', { type: 'button', text: 'Refresh', 'data-focus': 'refresh', onclick: () => load() });
+
+  const name = h('input', { id: 'team-name', required: true, autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false' });
+  const tenant = h('input', { id: 'team-tenant', autocomplete: 'off', value: ctx.me.tenant || 'default' });
+  const right = h('select', { id: 'team-right' }, rightOptions());
+  const newTeam = h('form', { class: 'grid-form', 'aria-labelledby': 'new-team-title' },
+    h('h4', { id: 'new-team-title', text: 'Create a team' }),
+    field('Team name', name), field('Tenant', tenant, 'Members must belong to it.'),
+    field('Member right', right, 'Monitor: see teammates’ lines and calls. Control: also act on them.'),
+    h('div', { class: 'buttons' }, h('button', { type: 'submit', class: 'primary', text: 'Create team' })));
+  newTeam.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const body = { name: name.value.trim(), member_right: right.value };
+    if (tenant.value.trim()) body.tenant = tenant.value.trim();
+    const team = await attempt(`Could not create team ${body.name}`, () => post('/teams', body));
+    if (!team) return;
+    showNotice(`Team ${team.name} created; its members get ${RIGHT_LABELS[team.member_right] || team.member_right} on each other’s own lines.`);
+    name.value = '';
+    load();
+  });
+
+  const teamTable = table('Teams', ['Team', 'Tenant', 'Member right', 'Members', 'Add a member', ''], rows, 'teams stack-on-phone');
+  teamTable.append(empty);
+  panel.append(
+    h('h2', { text: 'Teams' }),
+    h('p', { class: 'hint', text: 'In workstation mode, the members of a team get its member right on each other’s own lines: Monitor to see their calls, Control to act on them as well.' }),
+    h('div', { class: 'buttons' }, refresh),
+    teamTable,
+    h('section', { class: 'card' }, newTeam));
+
+  function row(team, users) {
+    const label = `team ${team.name}`;
+    const focusKey = (what) => `${what}:${team.name}`;
+
+    // Choose, then apply: moving through the options with the arrow keys changes nothing yet.
+    const rightSelect = h('select', { id: rowId('team-right'), 'data-focus': focusKey('right') }, rightOptions());
+    rightSelect.value = team.member_right;
+    const rightForm = h('form', { class: 'inline-form' },
+      hiddenLabel(`Member right of ${label}`, rightSelect), rightSelect,
+      h('button', { type: 'submit', class: 'small', text: 'Change', 'aria-label': `Change the member right of ${label}` }));
+    rightForm.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const value = rightSelect.value;
+      const done = await attempt(`Could not change the member right of ${label}`,
+        () => put(`/teams/${path(team.name)}`, { member_right: value }).then(() => true));
+      if (done) showNotice(`Members of ${label} now get ${RIGHT_LABELS[value] || value} on each other’s own lines.`);
+      load({ focus: focusKey('right') });
+    });
+
+    const byName = new Map(users.map((u) => [u.name, u]));
+    const members = team.members.length
+      ? h('ul', { class: 'members' }, team.members.map((member) => {
+        const remove = h('button', { type: 'button', class: 'small danger', text: 'Remove', 'aria-label': `Remove ${member} from ${label}` });
+        remove.addEventListener('click', async () => {
+          const done = await attempt(`Could not remove ${member} from ${label}`,
+            () => del(`/teams/${path(team.name)}/members/${path(member)}`).then(() => true));
+          if (done) showNotice(`${member} removed from ${label}.`);
+          load({ focus: [focusKey('add'), focusKey('right')] });
+        });
+        const known = byName.get(member);
+        return h('li', { 'data-member': member }, h('span', { text: known ? userText(known) : member }), remove);
+      }))
+      : h('p', { class: 'empty', text: 'No members' });
+
+    const candidates = users.filter((u) => u.tenant === team.tenant && !team.members.includes(u.name));
+    const addSelect = h('select', { id: rowId('team-add'), 'data-focus': focusKey('add') });
+    setOptions(addSelect, candidates.length ? candidates.map((u) => [u.name, userText(u)]) : [['', 'Nobody left to add']]);
+    const addButton = h('button', { type: 'submit', class: 'small', text: 'Add', 'aria-label': `Add the chosen user to ${label}` });
+    addSelect.disabled = addButton.disabled = candidates.length === 0;
+    const addForm = h('form', { class: 'inline-form' }, hiddenLabel(`User to add to ${label}`, addSelect), addSelect, addButton);
+    addForm.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const user = addSelect.value;
+      if (!user) return;
+      const done = await attempt(`Could not add ${user} to ${label}`,
+        () => put(`/teams/${path(team.name)}/members/${path(user)}`).then(() => true));
+      if (done) showNotice(`${user} added to ${label}.`);
+      load({ focus: [focusKey('add'), focusKey('right')] });
+    });
+
+    const remove = h('button', { type: 'button', class: 'small danger', text: 'Delete', 'aria-label': `Delete ${label}` });
+    remove.addEventListener('click', async () => {
+      if (!await confirmAction('Delete team', `Delete team ${team.name}? Its members lose the right it gave them on each other’s lines.`, 'Delete')) return;
+      const done = await attempt(`Could not delete ${label}`, () => del(`/teams/${path(team.name)}`).then(() => true));
+      if (done) showNotice(`Team ${team.name} deleted.`);
+      load({ focus: 'refresh' });
+    });
+
+    return h('tr', { 'data-team': team.name },
+      h('th', { scope: 'row', text: team.name }), h('td', { 'data-label': 'Tenant', text: team.tenant }),
+      h('td', { 'data-label': 'Member right' }, rightForm), h('td', { 'data-label': 'Members' }, members),
+      h('td', { 'data-label': 'Add a member' }, addForm), h('td', {}, remove));
+  }
+
+  async function load({ focus = [] } = {}) {
+    const [users, teams] = await Promise.all([
+      attempt('Could not load the users', () => get('/users')),
+      attempt('Could not load the teams', () => get('/teams')),
+    ]);
+    if (!teams) return;
+    teams.sort((a, b) => a.tenant.localeCompare(b.tenant) || a.name.localeCompare(b.name));
+    replaceChildren(rows, teams.map((t) => row(t, users || [])));
+    empty.hidden = teams.length > 0;
+    refocus(panel, focus);
+  }
+
+  return { show: () => load(), render() {} };
+}
+
+// ---- audit log -------------------------------------------------------------------------
+
+const RESULT_LABELS = { ok: 'OK', denied: 'Denied', failed: 'Failed' };
+
+/** Control commands, allowed or refused, newest first; filtered by line and user on the server. */
+export function createAuditLog(panel, ctx) {
+  const { store } = ctx;
+  const line = h('select', { id: 'audit-line' }, h('option', { value: '', text: 'All lines' }));
+  const user = h('input', { id: 'audit-user', type: 'search', list: 'audit-users', autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', placeholder: 'All users' });
+  const userList = h('datalist', { id: 'audit-users' });
+  const limit = h('select', { id: 'audit-limit' }, ['50', '100', '500', '1000'].map((n) => h('option', { value: n, text: n })));
+  limit.value = '100';
+  const count = h('p', { class: 'hint', 'aria-live': 'polite' });
+  const rows = h('tbody');
+  const filters = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter the audit log' },
+    field('Line', line), field('User', user), userList, field('Entries at most', limit),
+    h('button', { type: 'submit', id: 'audit-refresh', text: 'Refresh' }));
+  filters.addEventListener('submit', (e) => { e.preventDefault(); load(); });
+  line.addEventListener('change', () => load());
+  limit.addEventListener('change', () => load());
+  user.addEventListener('change', () => load());
+
+  panel.append(
+    h('h2', { text: 'Audit log' }),
+    h('p', { class: 'hint', text: 'Every call-control command, carried out or refused, newest first. Refused ones are marked “Denied”.' }),
+    filters,
+    count,
+    h('div', { class: 'table-wrap card' }, h('table', { class: 'audit stack-on-phone' },
+      h('caption', { class: 'visually-hidden', text: 'Control actions, newest first' }),
+      h('thead', {}, h('tr', {}, ['Time', 'User', 'Tenant', 'Action', 'Line', 'Call', 'Result'].map((t) => h('th', { scope: 'col', text: t })))),
+      rows)));
+
+  function row(entry) {
+    const kind = entry.result === 'ok' ? 'ok' : entry.result.startsWith('denied') ? 'denied' : 'failed';
+    const reason = kind === 'denied' ? entry.result.replace(/^denied:?\s*/, '') : kind === 'failed' ? entry.result : '';
+    const id = entry.line ?? null;
+    const known = id === null ? undefined : store.lines.get(id);
+    const lineCell = id === null ? '–' : `#${id}${known ? ` ${lineText(known)}` : ''}`;
+    return h('tr', { 'data-result': kind, 'data-user': entry.user, 'data-line': id ?? '', 'data-call': entry.call ?? '' },
+      h('td', { 'data-label': 'Time', text: formatDateTime(entry.at) }), h('td', { 'data-label': 'User', text: entry.user }),
+      h('td', { 'data-label': 'Tenant', text: entry.tenant ?? '–' }), h('td', { 'data-label': 'Action', text: entry.action }),
+      h('td', { 'data-label': 'Line', text: lineCell }), h('td', { 'data-label': 'Call', class: 'num', text: entry.call ?? '–' }),
+      h('td', { 'data-label': 'Result', class: 'audit-result' },
+        h('span', { class: 'badge', 'data-status': kind, text: RESULT_LABELS[kind] }), reason ? ` ${reason}` : null));
+  }
+
+  // Only the answer to the last request counts, however the answers arrive.
+  let latest = 0;
+  async function load() {
+    const query = new URLSearchParams();
+    if (line.value) query.set('line', line.value);
+    const who = user.value.trim();
+    if (who) query.set('user', who);
+    query.set('limit', limit.value);
+    const mine = ++latest;
+    const entries = await attempt('Could not load the audit log', () => get(`/audit?${query}`));
+    if (mine !== latest || !entries) return;
+    const scope = [line.value && `line #${line.value}`, who && `user ${who}`].filter(Boolean).join(' and ');
+    const more = entries.length >= Number(limit.value) ? `; only the last ${limit.value} are shown` : '';
+    setText(count, `${entries.length} ${entries.length === 1 ? 'entry' : 'entries'}${scope ? ` for ${scope}` : ''}${more}.`);
+    replaceChildren(rows, entries.map(row));
+  }
+
+  async function loadUsers() {
+    const users = await attempt('Could not load the users', () => get('/users'));
+    if (users) replaceChildren(userList, users.map((u) => h('option', { value: u.name, label: u.friendly_name || u.name })));
+  }
+
+  return {
+    show() {
+      loadUsers();
+      load();
+    },
+    render() {
+      setOptions(line, [['', 'All lines'], ...store.lineList().map((l) => [l.id, `#${l.id} ${lineText(l)}`])]);
     },
   };
 }

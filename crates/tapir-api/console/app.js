@@ -10,7 +10,7 @@ import { Store } from './store.js';
 import { byId, setText, setupTabs, showError, showNotice, clearMessages } from './ui.js';
 import { createOperatorView, createIncomingNotices } from './operator.js';
 import { createOverview, createLinesAdmin, createEventLog } from './admin.js';
-import { createAccounts, createAssignments } from './accounts.js';
+import { createAccounts, createAssignments, createTeams, createAuditLog } from './accounts.js';
 
 const TOKEN_KEY = 'tapir.token';
 const TAB_KEY = 'tapir.tab';
@@ -133,7 +133,9 @@ function startSession() {
     views.set('view-lines', createLinesAdmin(byId('view-lines'), ctx));
     views.set('view-accounts', createAccounts(byId('view-accounts'), ctx));
     views.set('view-assignments', createAssignments(byId('view-assignments'), ctx));
+    views.set('view-teams', createTeams(byId('view-teams'), ctx));
     views.set('view-events', createEventLog(byId('view-events'), ctx));
+    views.set('view-audit', createAuditLog(byId('view-audit'), ctx));
   }
   const tabs = setupTabs(byId('tabs'), (id) => {
     currentView = id;
