@@ -44,17 +44,23 @@ pub fn save_token(token: &str) -> Result<PathBuf> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let _ = std::fs::remove_file(&path);
+    write_secret(&path, token)?;
+    Ok(path)
+}
+
+/// Replaces `path` with `secret`, readable by this OS user only. The file is created with
+/// that mode, never widened and narrowed afterwards, so no other user can open it meanwhile.
+pub fn write_secret(path: &Path, secret: &str) -> Result<()> {
+    let _ = std::fs::remove_file(path);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options
-        .open(&path)
+        .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    std::io::Write::write_all(&mut file, token.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(path)
+    std::io::Write::write_all(&mut file, secret.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Forgets the saved login token.

@@ -59,16 +59,7 @@ pub const LOCAL_TOKEN_FILE: &str = "cli-token";
 async fn write_local_token(accounts: &Accounts, data_dir: &Path) -> Result<()> {
     let token = accounts.issue_local_token().await?;
     let path = data_dir.join(LOCAL_TOKEN_FILE);
-    let _ = std::fs::remove_file(&path);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&path)
-        .with_context(|| format!("cannot write the CLI token to {}", path.display()))?;
-    std::io::Write::write_all(&mut file, token.expose().as_bytes())
-        .with_context(|| format!("cannot write the CLI token to {}", path.display()))?;
+    crate::credentials::write_secret(&path, &token.expose())?;
     tracing::info!(path = %path.display(), "administrator token for the CLI written");
     Ok(())
 }
