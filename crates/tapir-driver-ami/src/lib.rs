@@ -18,10 +18,8 @@
 //! - `connection`: one AMI connection: banner, login, actions correlated by ActionID.
 //! - `session`: the owner loop: synchronise, follow, serve, reconnect with back-off.
 //! - `tls`: AMI over TLS (rustls), trusting the system and an optional CA file.
-//! - `backoff`: capped exponential back-off with jitter.
 //! - `provider`: [`AmiProvider`] and the connection test.
 
-mod backoff;
 pub mod codec;
 mod commands;
 mod config;

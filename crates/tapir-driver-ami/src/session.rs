@@ -16,13 +16,13 @@ use tapir_provider::{
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, timeout};
 
-use crate::backoff::Backoff;
 use crate::commands::{self, DND_FAMILY, Plan, Tolerate, forward_family};
 use crate::config::{AmiConfig, FeatureStore};
 use crate::connection::{Connection, LinkError, Reply};
 use crate::mapping::Tracker;
 use crate::mapping::lines::Lines;
 use crate::message::{Action, Message};
+use tapir_provider::backoff::Backoff;
 
 /// How long Asterisk may take to finish booting after the login.
 const BOOT_WAIT: Duration = Duration::from_secs(60);
@@ -67,7 +67,7 @@ pub async fn run(config: AmiConfig, mut cx: ProviderContext) -> Result<(), Provi
             send(&cx.events, ProviderEvent::Down { reason }).await?;
             announced_down = true;
         }
-        if wait_down(backoff.next(), &mut cx).await? {
+        if wait_down(backoff.next_delay(), &mut cx).await? {
             return Ok(());
         }
     }

@@ -18,10 +18,8 @@
 //! - `control`: make call by 3PCC (INVITE, REFER, NOTIFY sipfrag, BYE) and drop.
 //! - `rpc`: Kamailio JSON-RPC over UDP datagrams or HTTP.
 //! - `session`: the owner loop: lines, keep-alive, reports, commands, shutdown.
-//! - `backoff`: capped exponential back-off with jitter.
 //! - `provider`: [`SipProvider`] and the connection test (an OPTIONS ping).
 
-mod backoff;
 mod config;
 mod control;
 pub mod dialog_info;

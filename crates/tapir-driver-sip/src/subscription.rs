@@ -15,9 +15,9 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
 use crate::stack::{DialogNotify, Stack, uri};
 use crate::status::Failure;
+use tapir_provider::backoff::Backoff;
 
 /// What a subscription tells the owner loop.
 #[derive(Debug)]
@@ -139,7 +139,7 @@ pub async fn run(
         let delay = if immediately {
             Duration::ZERO
         } else {
-            backoff.next()
+            backoff.next_delay()
         };
         // A resubscribe signal cuts the wait short.
         tokio::select! {

@@ -21,6 +21,10 @@
 //! - While [`ProviderContext::trace`] is on, raw PBX traffic is traced at `trace` level to the
 //!   target [`PROTOCOL_TRACE`], one event per message with `direction = "in"` or `"out"`,
 //!   passwords and tokens redacted. The server writes it to a rotating file.
+//!
+//! # Shared by drivers
+//! - [`backoff`]: capped exponential back-off with jitter between reconnection attempts.
+//! - [`testing`]: running a provider in a test.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,6 +38,7 @@ use tapir_model::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod backoff;
 pub mod testing;
 
 /// The tracing target of raw PBX traffic.

@@ -23,7 +23,7 @@ impl Backoff {
     }
 
     /// The next delay.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let step = self.step;
         self.step = (self.step * 2).min(self.max);
         let half = step / 2;
@@ -52,11 +52,11 @@ mod tests {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
         let steps = [100, 200, 400, 800, 1000, 1000];
         for step in steps {
-            let delay = backoff.next();
+            let delay = backoff.next_delay();
             let step = Duration::from_millis(step);
             assert!(delay >= step / 2 && delay <= step, "{delay:?} for {step:?}");
         }
         backoff.reset();
-        assert!(backoff.next() <= Duration::from_millis(100));
+        assert!(backoff.next_delay() <= Duration::from_millis(100));
     }
 }
