@@ -285,6 +285,9 @@ impl Owner {
                         .tracker
                         .apply_empty(&device, &notify.subscription, &mut out),
                     Ok(Some(info)) => {
+                        tracing::debug!(line = %device.0, version = info.version,
+                            dialogs = ?info.dialogs.iter().map(|d| (d.call_id.as_deref().unwrap_or(&d.id), d.state)).collect::<Vec<_>>(),
+                            "dialog-info");
                         let applied =
                             self.tracker
                                 .apply(&device, &notify.subscription, &info, &mut out);

@@ -75,7 +75,11 @@ async fn until_all(
         }
     }
     while found.iter().any(Option::is_none) {
-        let events = until(running, &format!("{users:?} {state}"), |e| {
+        let what = format!(
+            "{users:?} {state} (after {} earlier events: {seen:#?})",
+            seen.len()
+        );
+        let events = until(running, &what, |e| {
             users.iter().any(|u| report(e, u, state).is_some())
         })
         .await;
@@ -142,7 +146,7 @@ async fn the_provider_follows_and_controls_calls_on_kamailio() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "tapir_driver_sip=info".into()),
+                .unwrap_or_else(|_| "tapir_driver_sip=debug".into()),
         )
         .with_test_writer()
         .try_init();

@@ -6,11 +6,22 @@
 //!   events as disconnect modes.
 //!
 //! Each line follows one entity (its address of record). One appearance exists per
-//! `call-id` per line; a call between two monitored lines appears on both. Documents are
-//! `state="full"`: a dialog missing from a full document has ended. Versions count per
-//! subscription; an older or repeated version is ignored, since Kamailio's parallel workers
-//! reorder NOTIFYs. Terminated dialogs linger in later documents: an ended `call-id` is
-//! remembered until a full document no longer lists it, so it never comes back.
+//! `call-id` per line; a call between two monitored lines appears on both.
+//!
+//! Kamailio's parallel workers reorder what they publish and notify, so no single document
+//! is trusted to move a call backwards:
+//! - versions count per subscription; an older or repeated version is ignored;
+//! - a dialog's state only moves forward (trying, proceeding, early, confirmed, terminated):
+//!   an entry behind the state already applied is an older view and is ignored;
+//! - two entries for the same dialog in one document (a stale presentity beside the current
+//!   one) count as the more advanced; entries of different dialogs with the same `call-id`
+//!   (forks) count as the most alive;
+//! - documents are `state="full"`, but a dialog missing from one full (or empty) document
+//!   ends only when the next one lacks it too; the first document of a subscription is the
+//!   whole truth at once.
+//!
+//! Terminated dialogs linger in later documents: an ended `call-id` is remembered until a
+//! full document no longer lists it, so it never comes back.
 //!
 //! The provider's own 3PCC dialogs (remote user = the controller) are never reported. A made
 //! call is the dialog the line's phone starts after the REFER: it is bound to a reference
@@ -41,6 +52,10 @@ struct Appearance {
     call: CallRef,
     call_id: String,
     direction: Direction,
+    /// The most advanced dialog state applied.
+    dialog: DialogState,
+    /// Absent from the last full document: one more absence ends it.
+    missing: bool,
     state: CallState,
     caller: Party,
     called: Party,
@@ -144,6 +159,7 @@ impl Tracker {
                 current,
             };
         }
+        let first = line.version.is_none();
         line.version = Some(info.version);
 
         let mut groups: BTreeMap<String, &DialogEntry> = BTreeMap::new();
@@ -152,9 +168,13 @@ impl Tracker {
                 continue;
             }
             let key = entry.call_id.clone().unwrap_or_else(|| entry.id.clone());
-            let keep = groups
-                .get(&key)
-                .is_some_and(|kept| state::rank(kept.state) >= state::rank(entry.state));
+            let keep = groups.get(&key).is_some_and(|kept| {
+                if kept.id == entry.id {
+                    kept.state >= entry.state
+                } else {
+                    state::rank(kept.state) >= state::rank(entry.state)
+                }
+            });
             if !keep {
                 groups.insert(key, entry);
             }
@@ -163,22 +183,14 @@ impl Tracker {
             line.update(call_id, entry, users, out);
         }
         if info.state == DocumentState::Full {
-            let gone: Vec<String> = line
-                .calls
-                .keys()
-                .filter(|id| !groups.contains_key(*id))
-                .cloned()
-                .collect();
-            for call_id in gone {
-                line.end(&call_id, tapir_model::DisconnectMode::Normal, out);
-            }
+            line.absent_from_full_document(|id| groups.contains_key(id), first, out);
             line.ended.retain(|id| groups.contains_key(id));
         }
         Applied::Applied
     }
 
-    /// An empty NOTIFY body (Kamailio's for an entity without dialogs): every call on the
-    /// line has ended.
+    /// An empty NOTIFY body (Kamailio's for an entity without dialogs): a full document that
+    /// lists no dialog.
     pub fn apply_empty(
         &mut self,
         device: &DeviceKey,
@@ -192,10 +204,8 @@ impl Tracker {
             line.subscription = Some(subscription.to_owned());
             line.version = None;
         }
-        let ids: Vec<String> = line.calls.keys().cloned().collect();
-        for call_id in ids {
-            line.end(&call_id, tapir_model::DisconnectMode::Normal, out);
-        }
+        let first = line.version.is_none();
+        line.absent_from_full_document(|_| false, first, out);
         line.ended.clear();
     }
 
@@ -332,6 +342,32 @@ impl Tracker {
 }
 
 impl LineCalls {
+    /// Marks the calls a full document does not list (`listed`); ends those it is the
+    /// second such document for, or all of them when it is the subscription's `first`.
+    fn absent_from_full_document(
+        &mut self,
+        listed: impl Fn(&str) -> bool,
+        first: bool,
+        out: &mut Vec<CallReport>,
+    ) {
+        let absent: Vec<String> = self
+            .calls
+            .keys()
+            .filter(|id| !listed(id))
+            .cloned()
+            .collect();
+        for call_id in absent {
+            let Some(appearance) = self.calls.get_mut(&call_id) else {
+                continue;
+            };
+            if first || appearance.missing {
+                self.end(&call_id, tapir_model::DisconnectMode::Normal, out);
+            } else {
+                appearance.missing = true;
+            }
+        }
+    }
+
     fn update(
         &mut self,
         call_id: &str,
@@ -350,6 +386,12 @@ impl LineCalls {
         }
         if self.ended.contains(call_id) {
             return;
+        }
+        if let Some(appearance) = self.calls.get_mut(call_id) {
+            appearance.missing = false;
+            if entry.state < appearance.dialog {
+                return;
+            }
         }
         let known = self.calls.get(call_id).map(|a| a.direction);
         let direction = entry.direction.or(known).unwrap_or(Direction::Recipient);
@@ -384,6 +426,8 @@ impl LineCalls {
                 call,
                 call_id: call_id.to_owned(),
                 direction,
+                dialog: entry.state,
+                missing: false,
                 state: call_state,
                 caller: caller.clone(),
                 called: called.clone(),
@@ -396,6 +440,7 @@ impl LineCalls {
         }
         if let Some(appearance) = self.calls.get_mut(call_id) {
             appearance.direction = direction;
+            appearance.dialog = entry.state;
             appearance.state = call_state;
             appearance.caller = caller;
             appearance.called = called;

@@ -214,7 +214,7 @@ fn lingering_terminated_dialogs_never_come_back() {
 }
 
 #[test]
-fn a_dialog_missing_from_a_full_document_has_ended_and_empty_documents_are_idle() {
+fn a_dialog_missing_from_two_full_documents_has_ended() {
     let mut t = tracker();
     apply(
         &mut t,
@@ -222,7 +222,18 @@ fn a_dialog_missing_from_a_full_document_has_ended_and_empty_documents_are_idle(
         1,
         &[("c1", "recipient", "early", "201", None)],
     );
-    let ended = apply(&mut t, "203", 2, &[]);
+    // One document without it may be a reordered view: nothing yet.
+    assert!(apply(&mut t, "203", 2, &[]).is_empty());
+    // Listed again: the absence is forgotten.
+    let back = apply(
+        &mut t,
+        "203",
+        3,
+        &[("c1", "recipient", "confirmed", "201", None)],
+    );
+    assert_eq!(states(&back), [CallState::Connected(ConnectedMode::Active)]);
+    assert!(apply(&mut t, "203", 4, &[]).is_empty());
+    let ended = apply(&mut t, "203", 5, &[]);
     assert_eq!(
         states(&ended),
         [
@@ -231,6 +242,105 @@ fn a_dialog_missing_from_a_full_document_has_ended_and_empty_documents_are_idle(
         ]
     );
     assert!(t.calls().is_empty());
+}
+
+#[test]
+fn empty_documents_count_as_full_documents_without_dialogs() {
+    let mut t = tracker();
+    apply(
+        &mut t,
+        "203",
+        1,
+        &[("c1", "recipient", "early", "201", None)],
+    );
+    let mut out = Vec::new();
+    t.apply_empty(&device("203"), "sub-1", &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    t.apply_empty(&device("203"), "sub-1", &mut out);
+    assert_eq!(
+        states(&out),
+        [
+            CallState::Disconnected(DisconnectMode::Normal),
+            CallState::Idle
+        ]
+    );
+}
+
+#[test]
+fn the_first_document_of_a_new_subscription_is_the_whole_truth() {
+    let mut t = tracker();
+    apply(
+        &mut t,
+        "203",
+        1,
+        &[("c1", "recipient", "early", "201", None)],
+    );
+    let mut out = Vec::new();
+    t.apply_empty(&device("203"), "sub-2", &mut out);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(t.calls().is_empty());
+}
+
+#[test]
+fn a_dialog_state_never_moves_backwards() {
+    let mut t = tracker();
+    let early = apply(
+        &mut t,
+        "201",
+        1,
+        &[("c1", "initiator", "early", "203", None)],
+    );
+    assert_eq!(states(&early), [CallState::Ringback]);
+    let confirmed = apply(
+        &mut t,
+        "201",
+        2,
+        &[("c1", "initiator", "confirmed", "203", None)],
+    );
+    assert_eq!(
+        states(&confirmed),
+        [CallState::Connected(ConnectedMode::Active)]
+    );
+    // Kamailio stored the early PUBLISH after the confirmed one: a newer version, older news.
+    assert!(
+        apply(
+            &mut t,
+            "201",
+            3,
+            &[("c1", "initiator", "early", "203", None)]
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        t.live("c1"),
+        [(device("201"), CallState::Connected(ConnectedMode::Active))]
+    );
+}
+
+#[test]
+fn two_entries_of_one_dialog_count_as_the_more_advanced() {
+    let mut t = tracker();
+    apply(
+        &mut t,
+        "201",
+        1,
+        &[("c1", "initiator", "confirmed", "203", None)],
+    );
+    // A stale presentity (early) beside the current one (terminated), same dialog id.
+    let body = "<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" version=\"2\" state=\"full\" entity=\"sip:201@127.0.0.1\">\
+        <dialog id=\"d1\" call-id=\"c1\" direction=\"initiator\"><state>terminated</state></dialog>\
+        <dialog id=\"d1\" call-id=\"c1\" direction=\"initiator\"><state>early</state></dialog>\
+        </dialog-info>";
+    let info = dialog_info::parse(body.as_bytes()).unwrap().unwrap();
+    let mut out = Vec::new();
+    t.apply(&device("201"), "sub-1", &info, &mut out);
+    assert_eq!(
+        states(&out),
+        [
+            CallState::Disconnected(DisconnectMode::Normal),
+            CallState::Idle
+        ]
+    );
 }
 
 #[test]

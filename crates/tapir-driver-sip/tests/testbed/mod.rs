@@ -279,6 +279,30 @@ impl Drop for Bed {
             stop(process);
         }
         eprintln!("test bed logs in {}", self.dir.display());
+        if std::thread::panicking() {
+            // CI keeps only the test's output: show the peers' side of the failure.
+            show_tail(
+                &self
+                    .dir
+                    .join(format!("kam-{}", self.runs))
+                    .join("kamailio.log"),
+                150,
+            );
+        }
+    }
+}
+
+/// Prints the last `lines` lines of a log to stderr.
+fn show_tail(path: &Path, lines: usize) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        eprintln!("(no log at {})", path.display());
+        return;
+    };
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    eprintln!("--- last {} lines of {}", all.len() - start, path.display());
+    for line in &all[start..] {
+        eprintln!("{line}");
     }
 }
 
