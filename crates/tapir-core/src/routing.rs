@@ -183,17 +183,20 @@ impl<I: InstanceLookup> Router<'_, I> {
             .tables
             .device_of(line)
             .ok_or_else(|| TapiError::new(ErrorKind::InvalidLine, format!("no line {line}")))?;
-        if self
-            .tables
-            .line(line)
-            .is_some_and(|l| l.line.status == LineStatus::Defunct)
-        {
+        let status = self.tables.line(line).map(|l| l.line.status);
+        if status == Some(LineStatus::Defunct) {
             return Err(TapiError::new(
                 ErrorKind::InvalidLineState,
                 format!("line {line} is defunct: its device is no longer on the PBX"),
             ));
         }
         let capabilities = self.instances.ready(instance)?;
+        if status == Some(LineStatus::OutOfService) {
+            return Err(TapiError::new(
+                ErrorKind::InvalidLineState,
+                format!("line {line} is out of service"),
+            ));
+        }
         if !capabilities.contains(needed) {
             return Err(TapiError::new(
                 ErrorKind::OperationUnavailable,

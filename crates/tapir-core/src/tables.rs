@@ -302,6 +302,33 @@ impl Tables {
         }
     }
 
+    /// One device of a running instance went out of service or came back. A defunct line
+    /// stays defunct.
+    pub(crate) fn set_device_service(
+        &mut self,
+        instance: InstanceId,
+        device: &DeviceKey,
+        in_service: bool,
+        out: &mut Vec<Event>,
+    ) {
+        let Some(id) = self.line_by_device(instance, device) else {
+            tracing::warn!(device = %device.0, "service state for an unknown device ignored");
+            return;
+        };
+        let status = if in_service {
+            LineStatus::InService
+        } else {
+            LineStatus::OutOfService
+        };
+        if let Some(entry) = self.lines.get_mut(&id)
+            && entry.line.status != LineStatus::Defunct
+            && entry.line.status != status
+        {
+            entry.line.status = status;
+            out.push(Event::LineChanged(entry.snapshot()));
+        }
+    }
+
     pub(crate) fn apply_device_status(
         &mut self,
         instance: InstanceId,

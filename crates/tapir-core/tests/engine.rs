@@ -127,6 +127,7 @@ async fn start(timeout: Duration) -> Harness {
             devices: vec![device("201"), device("202")],
             calls: vec![],
             statuses: vec![],
+            out_of_service: vec![],
         })
         .unwrap();
     let harness = Harness {
@@ -233,6 +234,93 @@ async fn commands_to_a_pbx_whose_link_is_down_are_refused_and_lines_go_out_of_se
 }
 
 #[tokio::test]
+async fn one_device_goes_out_of_service_and_back_while_the_link_stays_up() {
+    let mut h = start(Duration::from_secs(5)).await;
+    let line_201 = h.line("201").await;
+    let line_202 = h.line("202").await;
+    let status = |s: &tapir_core::Snapshot, id: LineId| {
+        s.lines
+            .iter()
+            .find(|l| l.line.id == id)
+            .map(|l| l.line.status)
+    };
+    h.script
+        .send(ProviderEvent::DeviceService {
+            device: DeviceKey("201".into()),
+            in_service: false,
+            reason: "subscription refused".into(),
+        })
+        .unwrap();
+    h.wait(|s| status(s, line_201) == Some(LineStatus::OutOfService))
+        .await;
+    let error = h
+        .engine
+        .execute(Command::MakeCall {
+            line: line_201,
+            to: "202".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::InvalidLineState);
+    assert!(error.message.contains("out of service"), "{error}");
+    assert!(h.requests.try_recv().is_err(), "nothing reached the PBX");
+    // The other line is untouched and usable.
+    let after = h.wait(|s| status(s, line_202).is_some()).await;
+    assert_eq!(status(&after, line_202), Some(LineStatus::InService));
+
+    h.script
+        .send(ProviderEvent::DeviceService {
+            device: DeviceKey("201".into()),
+            in_service: true,
+            reason: "subscription active".into(),
+        })
+        .unwrap();
+    h.wait(|s| status(s, line_201) == Some(LineStatus::InService))
+        .await;
+    let engine = h.engine.clone();
+    let command = tokio::spawn(async move {
+        engine
+            .execute(Command::MakeCall {
+                line: line_201,
+                to: "202".into(),
+            })
+            .await
+    });
+    let request = h.requests.recv().await.unwrap();
+    h.script
+        .send(ProviderEvent::Completed {
+            request: request.id,
+            outcome: Ok(Completion::Done),
+        })
+        .unwrap();
+    assert!(command.await.unwrap().is_ok());
+
+    // A resynchronisation names the devices that are out of service from the start.
+    h.script
+        .send(ProviderEvent::Down {
+            reason: "lost".into(),
+        })
+        .unwrap();
+    h.script.send(ProviderEvent::Up).unwrap();
+    h.script
+        .send(ProviderEvent::Synchronized {
+            devices: vec![device("201"), device("202")],
+            calls: vec![],
+            statuses: vec![],
+            out_of_service: vec![DeviceKey("202".into())],
+        })
+        .unwrap();
+    let after = h
+        .wait(|s| {
+            status(s, line_201) == Some(LineStatus::InService)
+                && status(s, line_202) == Some(LineStatus::OutOfService)
+        })
+        .await;
+    assert_eq!(after.lines.len(), 2);
+    h.shutdown.cancel();
+}
+
+#[tokio::test]
 async fn a_resync_ends_the_calls_the_pbx_no_longer_has() {
     let h = start(Duration::from_secs(5)).await;
     h.script.send(report("201", "a", OFFERING)).unwrap();
@@ -251,6 +339,7 @@ async fn a_resync_ends_the_calls_the_pbx_no_longer_has() {
             devices: vec![device("201"), device("202")],
             calls: vec![call_report("202", "b", CONNECTED)],
             statuses: vec![],
+            out_of_service: vec![],
         })
         .unwrap();
     let after = h

@@ -193,6 +193,7 @@ impl<'a> Session<'a> {
             devices: self.tracker.lines().devices(),
             calls,
             statuses,
+            out_of_service: Vec::new(),
         };
         send(events, synchronized).await.map_err(|_| End::CoreGone)
     }

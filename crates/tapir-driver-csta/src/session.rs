@@ -143,6 +143,7 @@ async fn serve(
         devices,
         calls: mapping.reports(),
         statuses: mapping.statuses(),
+        out_of_service: Vec::new(),
     };
     for event in [ProviderEvent::Up, sync] {
         cx.events.send(event).await.map_err(|_| LinkError::Closed)?;

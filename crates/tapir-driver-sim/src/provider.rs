@@ -70,6 +70,7 @@ async fn run(config: SimConfig, mut cx: ProviderContext) -> Result<(), ProviderE
         devices: switch.devices(),
         calls: Vec::new(),
         statuses: switch.statuses(),
+        out_of_service: Vec::new(),
     };
     send(&cx.events, synchronized).await?;
     tracing::info!(instance = %cx.instance, "simulated PBX up");
@@ -180,6 +181,7 @@ mod tests {
             devices,
             calls,
             statuses,
+            out_of_service,
         } = next(&mut running).await
         else {
             panic!("Synchronized must follow Up");
@@ -188,6 +190,7 @@ mod tests {
         assert_eq!(keys, ["201", "202", "203"]);
         assert_eq!(devices[0].name, "Extension 201");
         assert!(calls.is_empty());
+        assert!(out_of_service.is_empty());
         assert_eq!(statuses.len(), 3);
 
         let request = ProviderRequest {

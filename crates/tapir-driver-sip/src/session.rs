@@ -7,9 +7,9 @@
 //! short grace period) carry every line and every live call. When the registrar stops
 //! answering the keep-alive, or the last subscription fails, the instance is `Down` and the
 //! core shows every line out of service; when the registrar answers again every line
-//! subscribes anew (it may have restarted and forgotten them). tapir's provider seam has no
-//! per-line service state yet: a single line whose subscription fails while others work is
-//! logged and its calls end, but it stays listed in service.
+//! subscribes anew (it may have restarted and forgotten them). A single line whose
+//! subscription fails while others work goes out of service on its own (its calls end) and
+//! comes back when its subscription is accepted again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -246,9 +246,18 @@ impl Owner {
                 subscription,
             } => {
                 tracing::info!(line = %device.0, %subscription, "dialog subscription active");
+                let was_active = self.states.get(&device).is_some_and(|s| s.active);
                 if let Some(state) = self.states.get_mut(&device) {
                     state.active = true;
                     state.notified = false;
+                }
+                if self.up && !was_active {
+                    self.send(ProviderEvent::DeviceService {
+                        device: device.clone(),
+                        in_service: true,
+                        reason: "dialog subscription active".into(),
+                    })
+                    .await?;
                 }
                 if !self.up && self.sync_deadline.is_none() {
                     self.sync_deadline = Some(Instant::now() + SYNC_GRACE);
@@ -269,6 +278,13 @@ impl Owner {
                 if self.up && !self.states.values().any(|s| s.active) {
                     self.go_down(format!("no line is subscribed: {reason}"))
                         .await?;
+                } else if self.up && was_active {
+                    self.send(ProviderEvent::DeviceService {
+                        device,
+                        in_service: false,
+                        reason: format!("dialog subscription failed: {reason}"),
+                    })
+                    .await?;
                 } else if !self.up {
                     self.synchronize(false).await?;
                 }
@@ -342,19 +358,20 @@ impl Owner {
             .collect();
         let calls = self.tracker.calls();
         self.tracker.mark_synchronized();
-        let inactive: Vec<&str> = self
+        let out_of_service: Vec<DeviceKey> = self
             .states
             .iter()
             .filter(|(_, s)| !s.active)
-            .map(|(d, _)| d.0.as_str())
+            .map(|(d, _)| d.clone())
             .collect();
-        if !inactive.is_empty() {
-            tracing::warn!(lines = ?inactive, "lines without an active subscription at synchronisation");
+        if !out_of_service.is_empty() {
+            tracing::warn!(lines = ?out_of_service, "lines without an active subscription are out of service");
         }
         self.send(ProviderEvent::Synchronized {
             devices,
             calls,
             statuses: Vec::new(),
+            out_of_service,
         })
         .await
     }

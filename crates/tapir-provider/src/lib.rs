@@ -165,10 +165,21 @@ pub enum ProviderEvent {
         devices: Vec<Device>,
         calls: Vec<CallReport>,
         statuses: Vec<DeviceStatus>,
+        /// Devices listed but not usable now (e.g. the PBX reports them out of service, or
+        /// the provider cannot monitor them); every other device is in service.
+        out_of_service: Vec<DeviceKey>,
     },
     DeviceAdded(Device),
     DeviceRemoved(DeviceKey),
     DeviceStatus(DeviceStatus),
+    /// One device went out of service or came back while the link stays up. The provider
+    /// ends (reports idle) the calls it can no longer follow on it.
+    DeviceService {
+        device: DeviceKey,
+        in_service: bool,
+        /// Why, for the log and the line's clients.
+        reason: String,
+    },
     /// Boxed: a report is much larger than the other events.
     Call(Box<CallReport>),
     /// The one answer to a request.

@@ -211,6 +211,7 @@ impl Owner {
                 devices,
                 calls,
                 statuses,
+                out_of_service,
             } => {
                 let lines = match self.resolve_lines(id, devices).await {
                     Ok(lines) => lines,
@@ -227,6 +228,10 @@ impl Owner {
                 let name = self.instance_name(id);
                 self.tables.retain_lines(id, &keep, now, &mut events);
                 self.tables.upsert_lines(id, &name, lines, &mut events);
+                for device in &out_of_service {
+                    self.tables
+                        .set_device_service(id, device, false, &mut events);
+                }
                 for status in statuses {
                     self.tables.apply_device_status(id, status, &mut events);
                 }
@@ -263,6 +268,25 @@ impl Owner {
             }
             ProviderEvent::DeviceStatus(status) => {
                 self.tables.apply_device_status(id, status, &mut events)
+            }
+            ProviderEvent::DeviceService {
+                device,
+                in_service,
+                reason,
+            } => {
+                tracing::info!(instance = %self.instance_name(id), device = %device.0,
+                    in_service, %reason, "device service changed");
+                let up = self
+                    .instances
+                    .0
+                    .get(&id)
+                    .is_some_and(|i| i.status == InstanceStatus::Up);
+                // While the link is down every line is out of service anyway; the next
+                // Synchronized says what comes back.
+                if up || !in_service {
+                    self.tables
+                        .set_device_service(id, &device, in_service, &mut events);
+                }
             }
             ProviderEvent::Call(mut report) => {
                 let capabilities = self.capabilities(id);
