@@ -263,12 +263,17 @@ impl Owner {
                     self.sync_deadline = Some(Instant::now() + SYNC_GRACE);
                 }
             }
-            LineEvent::Failed { device, reason } => {
+            LineEvent::Failed {
+                device,
+                reason,
+                again_at_once,
+            } => {
                 let was_active = self.states.get(&device).is_some_and(|s| s.active);
                 if let Some(state) = self.states.get_mut(&device) {
                     state.active = false;
                     state.notified = false;
-                    state.tried = true;
+                    // An attempt follows at once: its outcome settles the line, not this.
+                    state.tried |= !again_at_once;
                 }
                 if was_active {
                     let mut out = Vec::new();

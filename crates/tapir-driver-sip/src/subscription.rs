@@ -27,8 +27,13 @@ pub enum LineEvent {
         device: DeviceKey,
         subscription: String,
     },
-    /// The subscription could not be made or was lost; another attempt follows.
-    Failed { device: DeviceKey, reason: String },
+    /// The subscription could not be made or was lost; another attempt follows, at once
+    /// when `again_at_once` (then only that attempt's outcome says whether the line works).
+    Failed {
+        device: DeviceKey,
+        reason: String,
+        again_at_once: bool,
+    },
     Notify {
         device: DeviceKey,
         notify: DialogNotify,
@@ -132,6 +137,7 @@ pub async fn run(
         let failed = LineEvent::Failed {
             device: settings.device.clone(),
             reason,
+            again_at_once: immediately,
         };
         if events.send(failed).await.is_err() {
             return;

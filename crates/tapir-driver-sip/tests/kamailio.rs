@@ -4,7 +4,8 @@
 //! One test walks through the whole story in order, since every step needs the same running
 //! peers: lines come up; a call 201 → 202 rings, connects and ends; a made call (3PCC)
 //! connects 201 and 203; drop ends it through JSON-RPC; Kamailio restarts and the lines come
-//! back after resubscribing.
+//! back after resubscribing. Line 299, whose subscriptions Kamailio refuses while the test
+//! says so, shows a single line going out of service and back while the others stay up.
 
 mod testbed;
 
@@ -115,6 +116,8 @@ fn completion(
     })
 }
 
+/// Waits for `Up` and `Synchronized`: every line listed, 299 (whose subscriptions Kamailio
+/// refuses at start) out of service.
 async fn synchronized(running: &mut RunningProvider) -> Vec<ProviderEvent> {
     let events = until(running, "Up + Synchronized", |e| {
         matches!(e, ProviderEvent::Synchronized { .. })
@@ -124,7 +127,12 @@ async fn synchronized(running: &mut RunningProvider) -> Vec<ProviderEvent> {
         events.contains(&ProviderEvent::Up),
         "Up before Synchronized: {events:?}"
     );
-    let Some(ProviderEvent::Synchronized { devices, .. }) = events.last() else {
+    let Some(ProviderEvent::Synchronized {
+        devices,
+        out_of_service,
+        ..
+    }) = events.last()
+    else {
         unreachable!()
     };
     let keys: Vec<&str> = devices.iter().map(|d| d.key.0.as_str()).collect();
@@ -133,12 +141,24 @@ async fn synchronized(running: &mut RunningProvider) -> Vec<ProviderEvent> {
         [
             "sip:201@127.0.0.1",
             "sip:202@127.0.0.1",
-            "sip:203@127.0.0.1"
+            "sip:203@127.0.0.1",
+            "sip:299@127.0.0.1"
         ]
     );
     let numbers: Vec<&str> = devices.iter().map(|d| d.address.as_str()).collect();
-    assert_eq!(numbers, ["201", "202", "203"]);
+    assert_eq!(numbers, ["201", "202", "203", "299"]);
+    assert_eq!(out_of_service, &[device("299")]);
     events
+}
+
+/// Waits for line `user` to go out of (`false`) or back in service.
+async fn until_service(running: &mut RunningProvider, user: &str, in_service: bool) {
+    let expected = device(user);
+    until(running, &format!("{user} in service: {in_service}"), |e| {
+        matches!(e, ProviderEvent::DeviceService { device, in_service: now, .. }
+            if *device == expected && *now == in_service)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,6 +189,7 @@ async fn the_provider_follows_and_controls_calls_on_kamailio() {
             "sip:201@127.0.0.1",
             "sip:202@127.0.0.1",
             "sip:203@127.0.0.1",
+            "sip:299@127.0.0.1",
         ],
     );
     config.rpc = Some(RpcEndpoint::Datagram {
@@ -186,7 +207,7 @@ async fn the_provider_follows_and_controls_calls_on_kamailio() {
         "{}",
         report.summary
     );
-    assert_eq!(report.devices, 3);
+    assert_eq!(report.devices, 4);
     let capabilities = provider.capabilities();
     assert_eq!(
         capabilities,
@@ -200,6 +221,10 @@ async fn the_provider_follows_and_controls_calls_on_kamailio() {
         unreachable!()
     };
     assert!(calls.is_empty(), "{calls:?}");
+
+    // Kamailio accepts 299's subscription again: the line comes into service alone.
+    bed.refuse_299(false).await;
+    until_service(&mut running, "299", true).await;
 
     // 201 dials 202: ringback on 201, offering on 202, with the parties.
     ua_201.cmd("dial", Some("sip:202@127.0.0.1")).await;
@@ -349,7 +374,49 @@ async fn the_provider_follows_and_controls_calls_on_kamailio() {
     .await;
     bed.start_kamailio().await;
     synchronized(&mut running).await;
+    stop(running).await;
 
+    // A line whose subscription is refused at its refresh goes out of service on its own
+    // while the other line stays up. (10 s is the shortest expiry the provider asks for; it
+    // refreshes at 80 %.)
+    bed.refuse_299(false).await;
+    let mut config = SipConfig::new(
+        "127.0.0.1",
+        bed.ports.sip,
+        &["sip:201@127.0.0.1", "sip:299@127.0.0.1"],
+    );
+    config.subscription_expires_s = 10;
+    config.keepalive_interval_ms = 300;
+    config.request_timeout_ms = 1_000;
+    config.retry_min_ms = 100;
+    config.retry_max_ms = 1_000;
+    let provider = SipProvider::new(config).expect("valid config");
+    let mut running = RunningProvider::start(Box::new(provider), "sip-refresh");
+    let events = until(&mut running, "Synchronized", |e| {
+        matches!(e, ProviderEvent::Synchronized { .. })
+    })
+    .await;
+    let Some(ProviderEvent::Synchronized { out_of_service, .. }) = events.last() else {
+        unreachable!()
+    };
+    assert!(out_of_service.is_empty(), "{out_of_service:?}");
+    bed.refuse_299(true).await;
+    let events = until(&mut running, "299 out of service at its refresh", |e| {
+        matches!(e, ProviderEvent::DeviceService { device: d, in_service: false, .. } if *d == device("299"))
+    })
+    .await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, ProviderEvent::Down { .. })),
+        "one line out of service does not take the instance down: {events:?}"
+    );
+    bed.refuse_299(false).await;
+    until_service(&mut running, "299", true).await;
+    stop(running).await;
+}
+
+async fn stop(running: RunningProvider) {
     running.shutdown.cancel();
     let result = tokio::time::timeout(Duration::from_secs(10), running.task)
         .await

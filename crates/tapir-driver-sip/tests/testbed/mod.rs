@@ -208,6 +208,17 @@ impl Bed {
         serde_json::from_slice(&buf[..n]).ok()
     }
 
+    /// Whether Kamailio refuses subscriptions to line 299 (the test bed's policy switch).
+    pub async fn refuse_299(&self, refuse: bool) {
+        let answer = self
+            .rpc("pv.shvSet", json!(["refuse299", "int", i32::from(refuse)]))
+            .await;
+        assert!(
+            answer.as_ref().is_some_and(|a| a.get("error").is_none()),
+            "pv.shvSet refuse299: {answer:?}"
+        );
+    }
+
     /// Starts a baresip UA for `ext` in `answermode` and returns its ctrl port.
     pub fn start_ua(&mut self, ext: &str, answermode: &str) -> u16 {
         let sip = free_port(2);
