@@ -34,9 +34,16 @@ pub struct CstaConfig {
     pub host: String,
     #[serde(default = "default_port")]
     pub port: u16,
-    /// CSTA over TLS (refused for now).
+    /// CSTA over TLS (e.g. Avaya AES on 4722). The switch's certificate is checked against
+    /// the system's trust store and `tls_ca_file`.
     #[serde(default)]
     pub tls: bool,
+    /// A PEM file of CA certificates to trust besides the system's (e.g. a private CA).
+    #[serde(default)]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// The name the certificate must carry; default `host`.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
     #[serde(default = "default_dialect")]
     pub dialect: Dialect,
     /// The devices to monitor, as the switch names them (e.g. `"201"`, `"+15619231000"`).
@@ -94,6 +101,8 @@ impl fmt::Debug for CstaConfig {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_server_name", &self.tls_server_name)
             .field("dialect", &self.dialect)
             .field("devices", &self.devices)
             .field("application_id", &self.application_id)
@@ -110,6 +119,8 @@ impl CstaConfig {
             host: host.into(),
             port: DEFAULT_PORT,
             tls: false,
+            tls_ca_file: None,
+            tls_server_name: None,
             dialect: Dialect::Auto,
             devices: devices.iter().map(|d| d.to_string()).collect(),
             application_id: default_application_id(),
@@ -126,8 +137,13 @@ impl CstaConfig {
     /// Checks the settings; the error names the setting at fault.
     pub fn validate(&self) -> Result<(), ProviderError> {
         let error = |m: String| Err(ProviderError::Config(m));
-        if self.tls {
-            return error("tls: CSTA over TLS is not supported yet; use a TLS tunnel".into());
+        if let Some(file) = &self.tls_ca_file
+            && !file.is_file()
+        {
+            return error(format!(
+                "tls_ca_file: {} is not a readable file",
+                file.display()
+            ));
         }
         if self.host.trim().is_empty() {
             return error("host must not be empty".into());
@@ -205,7 +221,10 @@ mod tests {
     fn validation_names_the_setting_at_fault() {
         type Spoil = fn(&mut CstaConfig);
         let cases: [(Spoil, &str); 5] = [
-            (|c| c.tls = true, "tls"),
+            (
+                |c| c.tls_ca_file = Some("/nonexistent/ca.pem".into()),
+                "tls_ca_file",
+            ),
             (|c| c.devices.clear(), "devices"),
             (|c| c.password = Some("x".into()), "username"),
             (|c| c.keepalive_ms = 0, "keepalive_ms"),

@@ -1,5 +1,5 @@
 //! tapir's CSTA provider (`csta`): follows and controls a switch through CSTA Phase III over
-//! XML (ECMA-269 services, ECMA-323 XML, ECMA-354 sessions) on TCP.
+//! XML (ECMA-269 services, ECMA-323 XML, ECMA-354 sessions) on TCP or TLS.
 //!
 //! CSTA has no standard way to list a switch's devices, so the lines are the configured
 //! `devices`; each is monitored with `MonitorStart` and read with `SnapshotDevice` after
@@ -12,7 +12,9 @@
 //! - [`message`]: typed incoming messages and the requests tapir sends, in schema order.
 //! - [`mapping`]: the synchronous state machine from events to call reports.
 //! - `commands`: tapir's commands as CSTA requests; CSTA errors as TAPI errors.
-//! - `link`: one connection: TCP, invoke ids, protocol trace, the session handshake.
+//! - `link`: one connection: TCP or TLS, invoke ids, protocol trace, the session handshake,
+//!   snapshots (segmented or not).
+//! - `tls`: CSTA over TLS (rustls on `ring`), trusting the system and an optional CA file.
 //! - `session`: the owner loop: monitor, snapshot, serve, keep alive, reconnect.
 //! - `provider`: [`CstaProvider`] and the connection test.
 
@@ -24,6 +26,7 @@ pub mod mapping;
 pub mod message;
 mod provider;
 mod session;
+mod tls;
 pub mod xml;
 
 pub use config::{CstaConfig, DEFAULT_PORT, Dialect};

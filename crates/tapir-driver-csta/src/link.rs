@@ -1,19 +1,24 @@
-//! One CSTA connection: TCP, framing, invoke ids, the protocol trace, and the session
-//! handshake of either dialect.
+//! One CSTA connection: TCP (or TLS), framing, invoke ids, the protocol trace, the session
+//! handshake of either dialect, and the set-up requests (snapshots, segmented or not).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tapir_provider::{PROTOCOL_TRACE, TraceSwitch};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::codec::Framed;
 
 use crate::codec::{CstaCodec, Decoded, EVENT_INVOKE, Frame};
 use crate::config::{CstaConfig, Dialect};
-use crate::message::{self, CSTA_ED4, Incoming, Request};
+use crate::message::{self, CSTA_ED4, Incoming, Request, SnapshotCall};
+
+/// A byte stream the link runs over: plain TCP or TLS.
+trait CstaStream: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> CstaStream for T {}
 
 /// How long `auto` waits for an OSV switch's SystemStatus before trying ECMA-354.
 const AUTO_WAIT: Duration = Duration::from_millis(1_500);
@@ -33,12 +38,13 @@ pub enum LinkError {
     Refused(String),
     #[error("keep-alive not answered twice")]
     Dead,
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A connected, established CSTA link.
-#[derive(Debug)]
 pub struct Link {
-    framed: Framed<TcpStream, CstaCodec>,
+    framed: Framed<Box<dyn CstaStream>, CstaCodec>,
     next_invoke: u16,
     /// The CSTA namespace requests are written in.
     ns: String,
@@ -47,23 +53,26 @@ pub struct Link {
     /// What the switch called itself (session id or register id), for the connection test.
     pub switch: String,
     trace: TraceSwitch,
+    /// What arrived while set-up waited for an answer and still matters: events (applied to
+    /// the mapping in order), monitors the switch ended, snapshot segments.
+    early: Vec<Incoming>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("dialect", &self.dialect)
+            .field("session_id", &self.session_id)
+            .field("switch", &self.switch)
+            .field("ns", &self.ns)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Link {
     /// Connects and establishes the session.
     pub async fn open(config: &CstaConfig, trace: TraceSwitch) -> Result<Link, LinkError> {
-        let address = config.address();
-        let connect = TcpStream::connect(&address);
-        let stream = timeout(config.request_timeout(), connect)
-            .await
-            .map_err(|_| LinkError::Connect {
-                address: address.clone(),
-                reason: "timed out".into(),
-            })?
-            .map_err(|e| LinkError::Connect {
-                address: address.clone(),
-                reason: e.to_string(),
-            })?;
+        let stream = connect(config).await?;
         let mut link = Link {
             framed: Framed::new(stream, CstaCodec::default()),
             next_invoke: 0,
@@ -72,6 +81,7 @@ impl Link {
             session_id: None,
             switch: String::new(),
             trace,
+            early: Vec::new(),
         };
         link.establish(config).await?;
         Ok(link)
@@ -200,7 +210,7 @@ impl Link {
     }
 
     /// Sends `request` and waits for its answer during set-up, answering the switch's status
-    /// polls and dropping events (the snapshot that follows covers them).
+    /// polls and keeping what else arrives in [`Link::take_early`].
     pub async fn call(
         &mut self,
         request: &Request,
@@ -213,13 +223,128 @@ impl Link {
             let (id, incoming) = timeout_at(deadline, self.recv())
                 .await
                 .map_err(|_| LinkError::Timeout(request.name()))??;
-            match incoming {
-                Incoming::SystemStatus { .. } => {
-                    self.send(id, &Request::SystemStatusResponse).await?;
-                }
-                answer if id == invoke => return Ok(answer),
-                _ => {}
+            if let Some(answer) = self.keep_or_answer(id, incoming).await?
+                && id == invoke
+            {
+                return Ok(answer);
             }
         }
     }
+
+    /// Answers the switch's own requests and keeps events, ended monitors and snapshot
+    /// segments; returns anything else (an answer) for the caller to match.
+    async fn keep_or_answer(
+        &mut self,
+        invoke: u16,
+        incoming: Incoming,
+    ) -> Result<Option<Incoming>, LinkError> {
+        match incoming {
+            Incoming::SystemStatus { .. } | Incoming::RequestSystemStatus => {
+                self.send(invoke, &Request::SystemStatusResponse).await?;
+            }
+            Incoming::MonitorEnded { .. } => {
+                self.send(invoke, &Request::MonitorStopResponse).await?;
+                self.early.push(incoming);
+            }
+            Incoming::Event(_) | Incoming::SnapshotSegment { .. } => self.early.push(incoming),
+            answer => return Ok(Some(answer)),
+        }
+        Ok(None)
+    }
+
+    /// Events and ended monitors that arrived during set-up, oldest first.
+    pub fn take_early(&mut self) -> Vec<Incoming> {
+        std::mem::take(&mut self.early)
+    }
+
+    /// The calls at `device` (`None` when the switch refused the snapshot). A switch may
+    /// answer with a `serviceCrossRefID` and deliver the calls in `SnapshotDeviceData`
+    /// segments; all of them are read, in segment order, before anything is rebuilt.
+    pub async fn snapshot(
+        &mut self,
+        device: &str,
+        config: &CstaConfig,
+    ) -> Result<Option<Vec<SnapshotCall>>, LinkError> {
+        let request = Request::SnapshotDevice {
+            device: device.to_owned(),
+        };
+        match self.call(&request, config).await? {
+            Incoming::Snapshot {
+                calls,
+                segmented: None,
+            } => Ok(Some(calls)),
+            Incoming::Snapshot {
+                segmented: Some(cross_ref),
+                ..
+            } => self.segments(&cross_ref, config).await.map(Some),
+            other => {
+                tracing::warn!(device, answer = ?other, "SnapshotDevice refused");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Collects the segments of snapshot `cross_ref` up to the one marked last; each may take
+    /// the request timeout.
+    async fn segments(
+        &mut self,
+        cross_ref: &str,
+        config: &CstaConfig,
+    ) -> Result<Vec<SnapshotCall>, LinkError> {
+        let mut segments = BTreeMap::new();
+        let mut complete = false;
+        loop {
+            // Segments may have come before the response, or while waiting for the next one.
+            let (mine, rest): (Vec<Incoming>, Vec<Incoming>) = self.early.drain(..).partition(
+                |i| matches!(i, Incoming::SnapshotSegment { cross_ref: c, .. } if c == cross_ref),
+            );
+            self.early = rest;
+            for segment in mine {
+                if let Incoming::SnapshotSegment {
+                    segment,
+                    last,
+                    calls,
+                    ..
+                } = segment
+                {
+                    complete |= last;
+                    segments.insert(segment, calls);
+                }
+            }
+            if complete {
+                return Ok(segments.into_values().flatten().collect());
+            }
+            let (id, incoming) = timeout(config.request_timeout(), self.recv())
+                .await
+                .map_err(|_| LinkError::Timeout("SnapshotDeviceData"))??;
+            if let Some(other) = self.keep_or_answer(id, incoming).await? {
+                tracing::debug!(invoke = id, answer = ?other, "an answer nobody waits for");
+            }
+        }
+    }
+}
+
+/// TCP to the switch, wrapped in TLS when configured; within the request timeout.
+async fn connect(config: &CstaConfig) -> Result<Box<dyn CstaStream>, LinkError> {
+    let address = config.address();
+    let limit = config.request_timeout();
+    let stream = timeout(limit, TcpStream::connect(&address))
+        .await
+        .map_err(|_| LinkError::Connect {
+            address: address.clone(),
+            reason: "timed out".into(),
+        })?
+        .map_err(|e| LinkError::Connect {
+            address: address.clone(),
+            reason: e.to_string(),
+        })?;
+    // Requests are small and a command's latency matters more than packet count.
+    let _ = stream.set_nodelay(true);
+    if !config.tls {
+        return Ok(Box::new(stream));
+    }
+    let tls = timeout(limit, crate::tls::connect(config, stream))
+        .await
+        .map_err(|_| LinkError::Timeout("the TLS handshake"))??;
+    Ok(Box::new(tls))
 }

@@ -7,8 +7,23 @@
 //!
 //! Conferences are reported flat: every remaining appearance is `Connected` (TAPI's parent
 //! and child appearances are not built yet).
+//!
+//! # Service state
+//!
+//! A device is out of service when its MonitorStart was refused, when the switch reports it
+//! with OutOfServiceEvent (until BackInServiceEvent), or when the switch ends its monitor
+//! (a MonitorStop from the switching function).
+//!
+//! Only losing the monitor ends the device's calls. ECMA-269 delivers OutOfServiceEvent and
+//! BackInServiceEvent *over the device's monitor*, so that monitor is still running while the
+//! device is out of service: every call on it is still followed, and whatever the switch does
+//! to them (ConnectionCleared when the phone really went away) still arrives. Ending them on
+//! OutOfServiceEvent would show idle a call that a switch kept up (a registration lapse does
+//! not drop media on every switch) and could never bring it back, since no event would restart
+//! it. Without a monitor nothing more will be heard about the calls, so they are reported idle
+//! at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tapir_model::{
     BusyMode, CallOrigin, CallReason, CallState, ConnectedMode, DialtoneMode, DisconnectMode,
@@ -16,13 +31,19 @@ use tapir_model::{
 };
 use tapir_provider::{CallRef, CallReport, DeviceKey, DeviceStatus};
 
-use crate::message::{CallEvent, CallEventKind, ConnectionId, Event, SnapshotCall};
+use crate::message::{CallEvent, CallEventKind, ConnectionId, Event, ForwardingItem, SnapshotCall};
 
 /// What the mapping tells the core after an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     Call(Box<CallReport>),
     Status(DeviceStatus),
+    /// A device went out of service or came back.
+    Service {
+        device: DeviceKey,
+        in_service: bool,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +61,7 @@ pub struct Mapping {
     /// (device, CSTA call id) → the appearance's stable reference.
     index: HashMap<(String, String), CallRef>,
     statuses: BTreeMap<String, DeviceStatus>,
+    out_of_service: BTreeSet<String>,
 }
 
 /// The key of a call id; switches that omit call ids (the pyssimist peer) get one call each.
@@ -75,6 +97,66 @@ impl Mapping {
     pub fn monitor_started(&mut self, device: &str, cross_ref: &str) {
         self.monitors
             .insert(cross_ref.to_owned(), device.to_owned());
+    }
+
+    /// `device` could not be monitored: it is out of service until the next synchronisation.
+    pub fn monitor_refused(&mut self, device: &str) {
+        self.out_of_service.insert(device.to_owned());
+    }
+
+    /// The switch ended the monitor `cross_ref`: its device goes out of service and its calls,
+    /// which nothing will report on any more, end.
+    pub fn monitor_ended(&mut self, cross_ref: &str) -> Vec<Output> {
+        let Some(device) = self.monitors.remove(cross_ref) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Output> = self
+            .set_service(
+                &device,
+                false,
+                "the switch ended the device's monitor".into(),
+            )
+            .into_iter()
+            .collect();
+        let ended: Vec<CallRef> = self
+            .calls
+            .iter()
+            .filter(|(_, a)| a.report.device.0 == device)
+            .map(|(r, _)| r.clone())
+            .collect();
+        for call_ref in ended {
+            if let Some(appearance) = self.calls.get_mut(&call_ref) {
+                appearance.report.state = CallState::Idle;
+                out.push(Output::Call(Box::new(appearance.report.clone())));
+            }
+            self.forget(&call_ref);
+        }
+        out
+    }
+
+    /// Records a device's service state; an output only when it changed.
+    fn set_service(&mut self, device: &str, in_service: bool, reason: String) -> Option<Output> {
+        let changed = if in_service {
+            self.out_of_service.remove(device)
+        } else {
+            self.out_of_service.insert(device.to_owned())
+        };
+        changed.then(|| Output::Service {
+            device: DeviceKey(device.to_owned()),
+            in_service,
+            reason,
+        })
+    }
+
+    /// The devices out of service now, for `Synchronized`.
+    pub fn out_of_service(&self) -> Vec<DeviceKey> {
+        self.out_of_service.iter().cloned().map(DeviceKey).collect()
+    }
+
+    /// Whether `device` is monitored (its MonitorStart succeeded and the switch has not
+    /// ended it).
+    pub fn is_monitored(&self, device: &str) -> bool {
+        self.monitors.values().any(|d| d == device)
     }
 
     /// The monitored device of a cross-reference id.
@@ -119,8 +201,43 @@ impl Mapping {
         self.statuses.values().cloned().collect()
     }
 
-    /// Adds the calls a SnapshotDevice answer lists for `device`.
+    /// The forwarding a GetForwarding answer lists for `device`. A `forwardDND` entry that is
+    /// on means do-not-disturb (some switches report it only that way).
+    pub fn forwarding_state(&mut self, device: &str, items: &[ForwardingItem]) {
+        let status = self.status_of(device);
+        status.forwards.clear();
+        for item in items.iter().filter(|i| i.on) {
+            if item.kind.starts_with("forwardDND") {
+                status.do_not_disturb = true;
+                continue;
+            }
+            if let (Some(mode), Some(to)) = (forward_mode(&item.kind), &item.to) {
+                status.forwards.retain(|f| f.mode != mode);
+                status.forwards.push(Forward {
+                    mode,
+                    destination: number_of(to).to_owned(),
+                });
+            }
+        }
+    }
+
+    /// The do-not-disturb state a GetDoNotDisturb answer gives for `device`.
+    pub fn do_not_disturb_state(&mut self, device: &str, on: bool) {
+        self.status_of(device).do_not_disturb = on;
+    }
+
+    /// The calls a SnapshotDevice answer lists for `device`; they replace what events said
+    /// before it, since the snapshot is the switch's picture at the time it answered.
     pub fn snapshot(&mut self, device: &str, calls: &[SnapshotCall]) {
+        let before: Vec<CallRef> = self
+            .calls
+            .iter()
+            .filter(|(_, a)| a.report.device.0 == device)
+            .map(|(r, _)| r.clone())
+            .collect();
+        for call_ref in before {
+            self.forget(&call_ref);
+        }
         for call in calls {
             let Some(state) = snapshot_state(&call.state) else {
                 continue;
@@ -157,21 +274,41 @@ impl Mapping {
                 status.do_not_disturb = *on;
                 vec![Output::Status(status.clone())]
             }
-            Event::Service { .. } => Vec::new(),
+            Event::Service {
+                cross_ref,
+                in_service,
+                cause,
+            } => {
+                let Some(device) = self.device_for(cross_ref).map(String::from) else {
+                    return Vec::new();
+                };
+                let reason = match (in_service, cause) {
+                    (true, _) => "the switch reported the device back in service".to_owned(),
+                    (false, Some(cause)) => {
+                        format!("the switch reported the device out of service ({cause})")
+                    }
+                    (false, None) => "the switch reported the device out of service".to_owned(),
+                };
+                self.set_service(&device, *in_service, reason)
+                    .into_iter()
+                    .collect()
+            }
         }
     }
 
     fn status_for(&mut self, cross_ref: &str) -> Option<&mut DeviceStatus> {
         let device = self.monitors.get(cross_ref)?.clone();
-        Some(
-            self.statuses
-                .entry(device.clone())
-                .or_insert_with(|| DeviceStatus {
-                    device: DeviceKey(device),
-                    forwards: Vec::new(),
-                    do_not_disturb: false,
-                }),
-        )
+        Some(self.status_of(&device))
+    }
+
+    fn status_of(&mut self, device: &str) -> &mut DeviceStatus {
+        self.statuses
+            .entry(device.to_owned())
+            .or_insert_with(|| DeviceStatus {
+                device: DeviceKey(device.to_owned()),
+                forwards: Vec::new(),
+                do_not_disturb: false,
+            })
     }
 
     fn forwarding(
@@ -181,11 +318,8 @@ impl Mapping {
         on: bool,
         to: Option<&str>,
     ) -> Vec<Output> {
-        let mode = match kind {
-            "forwardImmediate" => ForwardMode::Unconditional,
-            "forwardBusy" => ForwardMode::Busy,
-            "forwardNoAns" => ForwardMode::NoAnswer,
-            _ => return Vec::new(),
+        let Some(mode) = forward_mode(kind) else {
+            return Vec::new();
         };
         let Some(status) = self.status_for(cross_ref) else {
             return Vec::new();
@@ -347,6 +481,17 @@ impl Mapping {
             self.index.insert(new_key, call_ref);
         }
         out
+    }
+}
+
+/// tapir's forwarding mode of an ECMA-269 forwarding type; the internal/external variants
+/// are not told apart by tapir's model.
+fn forward_mode(kind: &str) -> Option<ForwardMode> {
+    match kind {
+        "forwardImmediate" | "forwardImmInt" | "forwardImmExt" => Some(ForwardMode::Unconditional),
+        "forwardBusy" | "forwardBusyInt" | "forwardBusyExt" => Some(ForwardMode::Busy),
+        "forwardNoAns" | "forwardNoAnsInt" | "forwardNoAnsExt" => Some(ForwardMode::NoAnswer),
+        _ => None,
     }
 }
 

@@ -166,7 +166,17 @@ pub enum Event {
     Service {
         cross_ref: String,
         in_service: bool,
+        cause: Option<String>,
     },
+}
+
+/// One entry of a GetForwarding answer's `forwardingList`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardingItem {
+    /// The ECMA-269 forwarding type as sent (`forwardImmediate`, `forwardBusy`, ...).
+    pub kind: String,
+    pub on: bool,
+    pub to: Option<String>,
 }
 
 /// One call in a SnapshotDevice answer.
@@ -212,8 +222,31 @@ pub enum Incoming {
     CallCreated {
         connection: ConnectionId,
     },
+    /// A SnapshotDeviceResponse: the calls, or (`segmented`) the `serviceCrossRefID` under
+    /// which `SnapshotDeviceData` segments deliver them.
     Snapshot {
         calls: Vec<SnapshotCall>,
+        segmented: Option<String>,
+    },
+    /// One `SnapshotDeviceData` segment of a segmented snapshot.
+    SnapshotSegment {
+        cross_ref: String,
+        segment: u32,
+        last: bool,
+        calls: Vec<SnapshotCall>,
+    },
+    /// A GetForwardingResponse.
+    Forwarding {
+        items: Vec<ForwardingItem>,
+    },
+    /// A GetDoNotDisturbResponse.
+    DoNotDisturb {
+        on: bool,
+    },
+    /// The switch ended a monitor (a `MonitorStop` request from the switching function);
+    /// answered with `MonitorStopResponse` under the same invoke id.
+    MonitorEnded {
+        cross_ref: String,
     },
     Error(CstaError),
     /// Any other positive response (`…Response`), e.g. AnswerCallResponse.
@@ -256,7 +289,11 @@ fn classify(root: &Element) -> Incoming {
         "OutOfServiceEvent" | "BackInServiceEvent" => Incoming::Event(Event::Service {
             cross_ref: cross_ref(),
             in_service: root.name == "BackInServiceEvent",
+            cause: text("cause"),
         }),
+        "MonitorStop" => Incoming::MonitorEnded {
+            cross_ref: cross_ref(),
+        },
         "SystemStatus" => Incoming::SystemStatus {
             status: text("systemStatus"),
         },
@@ -288,6 +325,22 @@ fn classify(root: &Element) -> Incoming {
         }
         "SnapshotDeviceResponse" => Incoming::Snapshot {
             calls: snapshot_calls(root),
+            segmented: root
+                .find("crossRefIDorSnapshotData")
+                .and_then(|c| c.child_text("serviceCrossRefID"))
+                .map(String::from),
+        },
+        "SnapshotDeviceData" => Incoming::SnapshotSegment {
+            cross_ref: text("serviceCrossRefID").unwrap_or_default(),
+            segment: text("segmentID").and_then(|s| s.parse().ok()).unwrap_or(0),
+            last: text("lastSegment").as_deref() == Some("true"),
+            calls: snapshot_calls(root),
+        },
+        "GetForwardingResponse" => Incoming::Forwarding {
+            items: forwarding_items(root),
+        },
+        "GetDoNotDisturbResponse" => Incoming::DoNotDisturb {
+            on: text("doNotDisturbOn").as_deref() == Some("true"),
         },
         "CSTAErrorCode" => Incoming::Error(csta_error(root)),
         name if name.ends_with("Response") => Incoming::Done {
@@ -367,6 +420,24 @@ fn snapshot_calls(root: &Element) -> Vec<SnapshotCall> {
         .collect()
 }
 
+/// The items of a `forwardingList`. Editions name the entry `forwardListItem` (ed3+) or
+/// `forwardingListItem`, and the destination `forwardDN` or `forwardTo`.
+fn forwarding_items(root: &Element) -> Vec<ForwardingItem> {
+    let Some(list) = root.find("forwardingList") else {
+        return Vec::new();
+    };
+    list.children
+        .iter()
+        .filter_map(|item| {
+            Some(ForwardingItem {
+                kind: item.child_text("forwardingType")?.to_owned(),
+                on: item.child_text("forwardStatus") == Some("true"),
+                to: device(item.child("forwardDN")).or_else(|| device(item.child("forwardTo"))),
+            })
+        })
+        .collect()
+}
+
 fn csta_error(root: &Element) -> CstaError {
     match root.children.first() {
         Some(category) => CstaError {
@@ -431,6 +502,11 @@ pub enum Request {
     ClearConnection {
         call: ConnectionId,
     },
+    /// Clears every party of a call. tapir's model has no command for that (its Drop leaves
+    /// one device's appearance, which is ClearConnection), so no command plans it yet.
+    ClearCall {
+        call: ConnectionId,
+    },
     HoldCall {
         call: ConnectionId,
     },
@@ -475,6 +551,14 @@ pub enum Request {
         device: String,
         on: bool,
     },
+    GetForwarding {
+        device: String,
+    },
+    GetDoNotDisturb {
+        device: String,
+    },
+    /// The answer to the switch's own MonitorStop.
+    MonitorStopResponse,
     GenerateDigits {
         call: ConnectionId,
         digits: String,
@@ -495,6 +579,7 @@ impl Request {
             Request::MakeCall { .. } => "MakeCall",
             Request::AnswerCall { .. } => "AnswerCall",
             Request::ClearConnection { .. } => "ClearConnection",
+            Request::ClearCall { .. } => "ClearCall",
             Request::HoldCall { .. } => "HoldCall",
             Request::RetrieveCall { .. } => "RetrieveCall",
             Request::AlternateCall { .. } => "AlternateCall",
@@ -506,6 +591,9 @@ impl Request {
             Request::DirectedPickupCall { .. } => "DirectedPickupCall",
             Request::SetForwarding { .. } => "SetForwarding",
             Request::SetDoNotDisturb { .. } => "SetDoNotDisturb",
+            Request::GetForwarding { .. } => "GetForwarding",
+            Request::GetDoNotDisturb { .. } => "GetDoNotDisturb",
+            Request::MonitorStopResponse => "MonitorStopResponse",
             Request::GenerateDigits { .. } => "GenerateDigits",
         }
     }
@@ -562,7 +650,7 @@ impl Request {
                 text(out, "sessionID", session_id);
                 text(out, "requestedSessionDuration", &duration_s.to_string());
             }
-            Request::SystemStatusResponse => {}
+            Request::SystemStatusResponse | Request::MonitorStopResponse => {}
             Request::SystemStatus => text(out, "systemStatus", "normal"),
             Request::SystemRegister => out.push_str(
                 "<requestTypes><systemStatus>true</systemStatus><requestSystemStatus>false</requestSystemStatus></requestTypes>",
@@ -573,6 +661,9 @@ impl Request {
                 out.push_str("</monitorObject><monitorType>device</monitorType>");
             }
             Request::SnapshotDevice { device } => text(out, "snapshotObject", device),
+            Request::GetForwarding { device } | Request::GetDoNotDisturb { device } => {
+                text(out, "device", device)
+            }
             Request::MakeCall { from, to } => {
                 text(out, "callingDevice", from);
                 text(out, "calledDirectoryNumber", to);
@@ -580,6 +671,7 @@ impl Request {
             }
             Request::AnswerCall { call } => call.write("callToBeAnswered", out),
             Request::ClearConnection { call } => call.write("connectionToBeCleared", out),
+            Request::ClearCall { call } => call.write("callToBeCleared", out),
             Request::HoldCall { call } => call.write("callToBeHeld", out),
             Request::RetrieveCall { call } => call.write("callToBeRetrieved", out),
             Request::AlternateCall { held, active }

@@ -75,5 +75,9 @@ fn provider_error(config: &CstaConfig, error: LinkError) -> ProviderError {
             reason: error.to_string(),
         },
         LinkError::Io(_) => ProviderError::Protocol(error.to_string()),
+        LinkError::Tls(reason) => ProviderError::Connect {
+            address: config.address(),
+            reason: format!("TLS: {reason}"),
+        },
     }
 }

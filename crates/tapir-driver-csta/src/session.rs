@@ -1,10 +1,11 @@
-//! The owner loop: connect, monitor and snapshot, serve commands and events, keep the link
-//! alive, and reconnect with capped back-off.
+//! The owner loop: connect, monitor, snapshot and read forwarding, serve commands and events,
+//! keep the link alive, and reconnect with capped back-off and jitter.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use tapir_model::{ErrorKind, RequestId, TapiError};
+use tapir_provider::backoff::Backoff;
 use tapir_provider::{
     Completion, Device, ProviderContext, ProviderError, ProviderEvent, ProviderRequest,
 };
@@ -35,14 +36,16 @@ struct Batch {
 
 /// Runs until shutdown.
 pub async fn run(config: CstaConfig, mut cx: ProviderContext) -> Result<(), ProviderError> {
-    let mut delay = Duration::from_millis(config.reconnect_min_ms);
-    let max = Duration::from_millis(config.reconnect_max_ms);
+    let mut backoff = Backoff::new(
+        Duration::from_millis(config.reconnect_min_ms),
+        Duration::from_millis(config.reconnect_max_ms),
+    );
     loop {
         let reason = tokio::select! {
             _ = cx.shutdown.cancelled() => return Ok(()),
             opened = Link::open(&config, cx.trace.clone()) => match opened {
                 Ok(link) => {
-                    delay = Duration::from_millis(config.reconnect_min_ms);
+                    backoff.reset();
                     match serve(link, &config, &mut cx).await {
                         Ok(()) => return Ok(()),
                         Err(e) => e,
@@ -59,8 +62,7 @@ pub async fn run(config: CstaConfig, mut cx: ProviderContext) -> Result<(), Prov
             },
         )
         .await?;
-        let until = Instant::now() + delay;
-        delay = (delay * 2).min(max);
+        let until = Instant::now() + backoff.next_delay();
         // Commands given while the link is down are refused at once, not queued.
         loop {
             tokio::select! {
@@ -90,34 +92,114 @@ fn completed(request: RequestId, outcome: Result<Completion, TapiError>) -> Prov
     ProviderEvent::Completed { request, outcome }
 }
 
-/// Monitors every device and reads its calls; the devices as lines.
+/// Monitors every device, reads its calls and its forwarding; the devices as lines. A device
+/// whose monitor is refused stays a line, out of service, with no calls (nothing would keep
+/// them current).
 async fn synchronise(
     link: &mut Link,
     config: &CstaConfig,
     mapping: &mut Mapping,
 ) -> Result<Vec<Device>, LinkError> {
     let mut devices = Vec::new();
+    let mut asks = StatusQueries::default();
     for device in &config.devices {
-        let start = Request::MonitorStart {
-            device: device.clone(),
-        };
-        match link.call(&start, config).await? {
-            Incoming::MonitorStarted { cross_ref } => mapping.monitor_started(device, &cross_ref),
-            other => tracing::warn!(device, answer = ?other, "MonitorStart refused"),
-        }
-        let snapshot = Request::SnapshotDevice {
-            device: device.clone(),
-        };
-        if let Incoming::Snapshot { calls } = link.call(&snapshot, config).await? {
-            mapping.snapshot(device, &calls);
-        }
         devices.push(Device::new(
             device.clone(),
             device.clone(),
             format!("Device {device}"),
         ));
+        let start = Request::MonitorStart {
+            device: device.clone(),
+        };
+        match link.call(&start, config).await? {
+            Incoming::MonitorStarted { cross_ref } => mapping.monitor_started(device, &cross_ref),
+            other => {
+                tracing::warn!(device, answer = ?other, "MonitorStart refused; the device is out of service");
+                mapping.monitor_refused(device);
+                apply_early(link, mapping);
+                continue;
+            }
+        }
+        let snapshot = link.snapshot(device, config).await?;
+        // Events that came before the snapshot's answer are older than the picture it gives.
+        apply_early(link, mapping);
+        if let Some(calls) = snapshot {
+            mapping.snapshot(device, &calls);
+        }
+        asks.read(link, config, mapping, device).await?;
+        apply_early(link, mapping);
     }
     Ok(devices)
+}
+
+/// Applies what arrived while synchronisation waited; the reports are not sent, since
+/// `Synchronized` carries the whole picture.
+fn apply_early(link: &mut Link, mapping: &mut Mapping) {
+    for incoming in link.take_early() {
+        match incoming {
+            Incoming::Event(event) => {
+                mapping.apply(&event);
+            }
+            Incoming::MonitorEnded { cross_ref } => {
+                mapping.monitor_ended(&cross_ref);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// GetForwarding and GetDoNotDisturb at synchronisation. Both are optional services: a
+/// switch that refuses one or leaves it unanswered is not asked again until the next
+/// synchronisation, so that one silent switch costs one request timeout, not one per device.
+#[derive(Debug, Default)]
+struct StatusQueries {
+    no_forwarding: bool,
+    no_do_not_disturb: bool,
+}
+
+impl StatusQueries {
+    async fn read(
+        &mut self,
+        link: &mut Link,
+        config: &CstaConfig,
+        mapping: &mut Mapping,
+        device: &str,
+    ) -> Result<(), LinkError> {
+        if !self.no_forwarding {
+            let request = Request::GetForwarding {
+                device: device.to_owned(),
+            };
+            match optional(link.call(&request, config).await)? {
+                Some(Incoming::Forwarding { items }) => mapping.forwarding_state(device, &items),
+                other => {
+                    tracing::info!(device, answer = ?other, "GetForwarding not answered; forwarding is known from events only");
+                    self.no_forwarding = true;
+                }
+            }
+        }
+        if !self.no_do_not_disturb {
+            let request = Request::GetDoNotDisturb {
+                device: device.to_owned(),
+            };
+            match optional(link.call(&request, config).await)? {
+                Some(Incoming::DoNotDisturb { on }) => mapping.do_not_disturb_state(device, on),
+                other => {
+                    tracing::info!(device, answer = ?other, "GetDoNotDisturb not answered; do-not-disturb is known from events only");
+                    self.no_do_not_disturb = true;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An answer to an optional request: a timeout is "no answer", other failures end the link.
+fn optional(answer: Result<Incoming, LinkError>) -> Result<Option<Incoming>, LinkError> {
+    match answer {
+        Ok(answer) => Ok(Some(answer)),
+        Err(LinkError::Timeout(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Everything one established link does.
@@ -143,7 +225,7 @@ async fn serve(
         devices,
         calls: mapping.reports(),
         statuses: mapping.statuses(),
-        out_of_service: Vec::new(),
+        out_of_service: mapping.out_of_service(),
     };
     for event in [ProviderEvent::Up, sync] {
         cx.events.send(event).await.map_err(|_| LinkError::Closed)?;
@@ -254,6 +336,13 @@ impl Serve<'_> {
             Incoming::SystemStatus { .. } | Incoming::RequestSystemStatus => {
                 self.link.send(invoke, &Request::SystemStatusResponse).await
             }
+            Incoming::MonitorEnded { cross_ref } => {
+                self.link
+                    .send(invoke, &Request::MonitorStopResponse)
+                    .await?;
+                let outputs = self.mapping.monitor_ended(&cross_ref);
+                self.emit_all(cx, outputs).await
+            }
             answer => {
                 let Some(pending) = self.pending.remove(&invoke) else {
                     tracing::debug!(invoke, ?answer, "an answer nobody waits for");
@@ -350,10 +439,24 @@ impl Serve<'_> {
             self.held.push(event);
             return Ok(());
         }
-        for output in self.mapping.apply(&event) {
+        let outputs = self.mapping.apply(&event);
+        self.emit_all(cx, outputs).await
+    }
+
+    async fn emit_all(&self, cx: &ProviderContext, outputs: Vec<Output>) -> Result<(), LinkError> {
+        for output in outputs {
             let event = match output {
                 Output::Call(report) => ProviderEvent::Call(report),
                 Output::Status(status) => ProviderEvent::DeviceStatus(status),
+                Output::Service {
+                    device,
+                    in_service,
+                    reason,
+                } => ProviderEvent::DeviceService {
+                    device,
+                    in_service,
+                    reason,
+                },
             };
             self.emit(cx, event).await?;
         }
