@@ -209,6 +209,7 @@ fn targets(command: &Command) -> Vec<Target> {
         | Command::CompleteTransfer { call }
         | Command::Conference { call }
         | Command::GenerateDigits { call, .. }
+        | Command::Park { call, .. }
         | Command::Redirect { call, .. } => vec![Target::Call(*call, Control)],
         Command::Swap { call, with } => {
             let mut targets = vec![Target::Call(*call, Control)];
@@ -223,6 +224,7 @@ fn targets(command: &Command) -> Vec<Target> {
             },
         ],
         Command::SetForwards { line, .. }
+        | Command::Unpark { line, .. }
         | Command::SetDoNotDisturb { line, .. }
         | Command::Simulate { line, .. } => vec![Target::Line(*line, Control)],
         Command::SimulatePbx { instance, .. } => vec![Target::Instance(instance.clone())],

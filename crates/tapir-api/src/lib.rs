@@ -123,6 +123,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/lines/{id}/forwards", put(rest::set_forwards))
         .route("/lines/{id}/dnd", put(rest::set_dnd))
         .route("/lines/{id}/pickup", post(rest::pickup_onto_line))
+        .route("/lines/{id}/unpark", post(rest::unpark))
         .route("/lines/{id}/sim", post(rest::simulate))
         .route("/calls", get(rest::calls))
         .route("/calls/{id}", get(rest::call))

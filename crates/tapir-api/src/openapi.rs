@@ -46,6 +46,7 @@ impl Modify for BearerAuth {
         rest::set_forwards,
         rest::set_dnd,
         rest::pickup_onto_line,
+        rest::unpark,
         rest::simulate,
         admin::purge_lines,
         admin::purge_line,

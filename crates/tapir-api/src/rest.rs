@@ -11,7 +11,8 @@ use tapir_core::InstanceInfo;
 use tapir_model::{CallId, LineId, Right};
 use tapir_wire::{
     CallDto, CommandDto, CommandResultDto, DialBody, DigitsBody, DndBody, ErrorDto, ForwardsBody,
-    InstanceDto, LineDto, PickupBody, PickupOntoLineBody, SimActionDto, SwapBody,
+    InstanceDto, LineDto, ParkBody, PickupBody, PickupOntoLineBody, SimActionDto, SwapBody,
+    UnparkBody,
 };
 
 use crate::ApiState;
@@ -62,6 +63,7 @@ pub(crate) async fn run(
     Ok(CommandResultDto {
         request: outcome.request.0,
         call: outcome.call.map(|c| c.0),
+        parked_at: outcome.parked_at,
     })
 }
 
@@ -229,13 +231,14 @@ pub(crate) async fn make_call(
 }
 
 /// `POST /calls/{id}/{action}`: answer, drop, hold, unhold, swap, transfer, consult,
-/// complete-transfer, conference, redirect, pickup.
+/// complete-transfer, conference, redirect, digits, pickup, park.
 #[utoipa::path(post, path = "/api/v1/calls/{id}/{action}", tag = "calls",
     params(("id" = u64, Path, description = "Call id"),
         ("action" = String, Path, description = "answer, drop, hold, unhold, swap, transfer, \
-         consult, complete-transfer, conference, redirect, digits or pickup")),
+         consult, complete-transfer, conference, redirect, digits, pickup or park")),
     request_body(content = DialBody, description = "`{\"to\"}` for transfer, consult and \
-        redirect; `{\"with\"}` (optional) for swap; `{\"line\"}` for pickup; none otherwise"),
+        redirect; `{\"with\"}` (optional) for swap; `{\"line\"}` for pickup; `{\"to\"}` \
+        (optional: the park place) for park; none otherwise"),
     responses((status = 200, body = CommandResultDto), (status = 404, body = ErrorDto),
         (status = 409, body = ErrorDto), (status = 422, body = ErrorDto),
         (status = 501, body = ErrorDto), (status = 504, body = ErrorDto)))]
@@ -283,10 +286,14 @@ pub(crate) async fn call_action(
                 from_line: None,
             }
         }
+        "park" => {
+            let ParkBody { to } = parse_optional_body(&body)?;
+            CommandDto::Park { call, to }
+        }
         other => {
             return Err(ApiError::NotFound(format!(
                 "unknown call action {other:?}; use answer, drop, hold, unhold, swap, transfer, \
-                 consult, complete-transfer, conference, redirect, digits or pickup"
+                 consult, complete-transfer, conference, redirect, digits, pickup or park"
             )));
         }
     };
@@ -360,6 +367,25 @@ pub(crate) async fn pickup_onto_line(
         line,
         call: body.call,
         from_line: body.from_line,
+    };
+    Ok(Json(run(&state, &caller, command).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/lines/{id}/unpark", tag = "calls",
+    params(("id" = u32, Path, description = "The line that takes the parked call")),
+    request_body = UnparkBody,
+    responses((status = 200, body = CommandResultDto), (status = 404, body = ErrorDto),
+        (status = 409, body = ErrorDto)))]
+pub(crate) async fn unpark(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UnparkBody>,
+) -> Result<Json<CommandResultDto>, ApiError> {
+    let line = parse_id(&id, "line")?;
+    let command = CommandDto::Unpark {
+        line,
+        from: body.from,
     };
     Ok(Json(run(&state, &caller, command).await?))
 }

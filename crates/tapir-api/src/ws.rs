@@ -333,6 +333,7 @@ async fn execute(
             ok: true,
             request: Some(outcome.request.0),
             call: outcome.call.map(|c| c.0),
+            parked_at: outcome.parked_at,
             error: None,
         },
         Err(error) => ServerMessage::Result {
@@ -340,6 +341,7 @@ async fn execute(
             ok: false,
             request: None,
             call: None,
+            parked_at: None,
             error: Some(error.to_dto().1),
         },
     }

@@ -89,6 +89,18 @@ pub(crate) fn route(
             })
         }
         Command::Pickup { line, target } => r.pickup(*line, target),
+        Command::Park { call, to } => {
+            let to = to.as_deref().map(park_place).transpose()?;
+            r.on_call(*call, CallFeatures::PARK, |call| ProviderCommand::Park {
+                call,
+                to,
+            })
+        }
+        Command::Unpark { line, from } => {
+            let from = park_place(from)?;
+            let (instance, device) = r.line(*line, Capabilities::PARK, "parking")?;
+            Ok((instance, ProviderCommand::Unpark { device, from }))
+        }
         Command::SetForwards { line, forwards } => {
             let (instance, device) = r.line(*line, Capabilities::FORWARD, "call forwarding")?;
             let forwards = forwards
@@ -141,6 +153,41 @@ pub(crate) fn route(
             ))
         }
     }
+}
+
+/// The longest park place accepted.
+const MAX_PARK_PLACE: usize = 32;
+
+/// A park place (slot or orbit number) as the PBX knows it: `0-9 * #`, never rewritten by
+/// the instance's dialling rules, since it is a PBX-internal address.
+fn park_place(place: &str) -> Result<String, TapiError> {
+    let place = place.trim();
+    if place.is_empty() {
+        return Err(TapiError::new(
+            ErrorKind::InvalidAddress,
+            "no park place given",
+        ));
+    }
+    if place.len() > MAX_PARK_PLACE {
+        return Err(TapiError::new(
+            ErrorKind::InvalidAddress,
+            format!("a park place has at most {MAX_PARK_PLACE} characters"),
+        ));
+    }
+    if let Some((position, other)) = place
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !(c.is_ascii_digit() || *c == '*' || *c == '#'))
+    {
+        return Err(TapiError::new(
+            ErrorKind::InvalidAddress,
+            format!(
+                "{other:?} at position {} cannot be in a park place (0-9 * #)",
+                position + 1
+            ),
+        ));
+    }
+    Ok(place.to_owned())
 }
 
 /// DTMF digits as a PBX sends them: `0-9 * # A-D`, spaces ignored.

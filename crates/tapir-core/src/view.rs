@@ -133,9 +133,11 @@ pub struct Sequenced {
 }
 
 /// What a successful command gives back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandOutcome {
     pub request: RequestId,
     /// The call the command created, if it created one.
     pub call: Option<CallId>,
+    /// Where a park put the call.
+    pub parked_at: Option<String>,
 }

@@ -121,6 +121,9 @@ pub fn plan(
         ProviderCommand::Simulate { .. } | ProviderCommand::SimulatePbx(_) => Err(unavailable(
             "simulated handset actions exist only on the simulated PBX",
         )),
+        ProviderCommand::Park { .. } | ProviderCommand::Unpark { .. } => {
+            Err(unavailable("parking is not supported yet"))
+        }
     }
 }
 

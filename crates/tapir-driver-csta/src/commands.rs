@@ -156,6 +156,12 @@ pub fn plan(command: &ProviderCommand, mapping: &Mapping) -> Result<Plan, TapiEr
                 "a CSTA switch cannot simulate phones",
             ));
         }
+        ProviderCommand::Park { .. } | ProviderCommand::Unpark { .. } => {
+            return Err(TapiError::new(
+                ErrorKind::OperationUnavailable,
+                "the CSTA provider does not park calls yet",
+            ));
+        }
     })
 }
 

@@ -99,6 +99,18 @@ pub enum Command {
         line: LineId,
         target: PickupTarget,
     },
+    /// Park a connected call (TAPI's `linePark`): at the park place `to` (directed), or
+    /// wherever the PBX chooses (non-directed; the result names the place). The line's
+    /// appearance ends; the other party waits in the park.
+    Park {
+        call: CallId,
+        to: Option<String>,
+    },
+    /// Take the call parked at `from` onto `line` (TAPI's `lineUnpark`): a new call.
+    Unpark {
+        line: LineId,
+        from: String,
+    },
     SetForwards {
         line: LineId,
         forwards: Vec<Forward>,
@@ -136,6 +148,8 @@ impl Command {
             Command::Redirect { .. } => "redirect",
             Command::GenerateDigits { .. } => "generate_digits",
             Command::Pickup { .. } => "pickup",
+            Command::Park { .. } => "park",
+            Command::Unpark { .. } => "unpark",
             Command::SetForwards { .. } => "set_forwards",
             Command::SetDoNotDisturb { .. } => "set_dnd",
             Command::Simulate { .. } => "simulate",

@@ -29,6 +29,8 @@ bitflags! {
         const CONSULT = 0x0200_0000;
         const SWAP = 0x0400_0000;
         const UNHOLD = 0x0800_0000;
+        /// Park the call (`LINECALLFEATURE_PARK`).
+        const PARK = 0x0000_8000;
     }
 }
 
@@ -48,6 +50,7 @@ impl CallFeatures {
             (CallFeatures::CONFERENCE, "conference"),
             (CallFeatures::REDIRECT, "redirect"),
             (CallFeatures::GENERATE_DIGITS, "generate_digits"),
+            (CallFeatures::PARK, "park"),
         ]
         .into_iter()
         .filter(|(flag, _)| self.contains(*flag))
@@ -76,6 +79,8 @@ bitflags! {
         const SIMULATE = 1 << 12;
         const GENERATE_DIGITS = 1 << 13;
         const ACCEPT = 1 << 14;
+        /// Park calls and take parked calls back (unpark).
+        const PARK = 1 << 15;
     }
 }
 
@@ -100,6 +105,7 @@ impl Capabilities {
             (Capabilities::REDIRECT, CallFeatures::REDIRECT),
             (Capabilities::GENERATE_DIGITS, CallFeatures::GENERATE_DIGITS),
             (Capabilities::ACCEPT, CallFeatures::ACCEPT),
+            (Capabilities::PARK, CallFeatures::PARK),
         ];
         for (capability, features) in pairs {
             if self.contains(capability) {
@@ -162,6 +168,7 @@ pub fn call_features<'a>(
                 | CallFeatures::HOLD
                 | CallFeatures::BLIND_TRANSFER
                 | CallFeatures::GENERATE_DIGITS
+                | CallFeatures::PARK
                 | swap(other_held)
                 | complete;
             if !consult_partner {
@@ -242,11 +249,18 @@ mod tests {
     }
 
     #[test]
-    fn connected_alone_can_hold_transfer_and_consult() {
+    fn connected_alone_can_hold_transfer_consult_and_park() {
         let c = call(1, CONNECTED);
         assert_eq!(
             features(&c, &[]),
-            ["drop", "hold", "transfer", "consult", "generate_digits"]
+            [
+                "drop",
+                "hold",
+                "transfer",
+                "consult",
+                "generate_digits",
+                "park"
+            ]
         );
     }
 
@@ -298,5 +312,6 @@ mod tests {
         assert_eq!(CallFeatures::ANSWER.bits(), 0x4);
         assert_eq!(CallFeatures::CONSULT.bits(), 0x0200_0000);
         assert_eq!(CallFeatures::UNHOLD.bits(), 0x0800_0000);
+        assert_eq!(CallFeatures::PARK.bits(), 0x0000_8000);
     }
 }

@@ -147,8 +147,13 @@ pub struct CallReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Completion {
     Done,
-    /// The command created this call appearance (make call, consult, pickup, conference).
+    /// The command created this call appearance (make call, consult, pickup, conference,
+    /// unpark).
     Call(CallRef),
+    /// A park: the place where the call now waits.
+    Parked {
+        at: String,
+    },
 }
 
 /// What a provider tells the core.
@@ -250,6 +255,16 @@ pub enum ProviderCommand {
     Pickup {
         device: DeviceKey,
         from: PickupFrom,
+    },
+    /// Park a connected call at `to`, or where the PBX chooses when `None`.
+    Park {
+        call: CallRef,
+        to: Option<String>,
+    },
+    /// Take the call parked at `from` onto `device`; completes with the new call.
+    Unpark {
+        device: DeviceKey,
+        from: String,
     },
     SetForwards {
         device: DeviceKey,

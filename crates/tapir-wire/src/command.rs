@@ -130,6 +130,17 @@ pub enum CommandDto {
         #[serde(default)]
         from_line: Option<u32>,
     },
+    /// Park a connected call at `to`, or where the PBX chooses (the result says where).
+    Park {
+        call: u64,
+        #[serde(default)]
+        to: Option<String>,
+    },
+    /// Take the call parked at `from` onto `line`.
+    Unpark {
+        line: u32,
+        from: String,
+    },
     SetForwards {
         line: u32,
         forwards: Vec<ForwardDto>,
@@ -272,6 +283,11 @@ impl CommandDto {
                     target,
                 }
             }
+            CommandDto::Park { call: c, to } => Command::Park { call: call(c), to },
+            CommandDto::Unpark { line: l, from } => Command::Unpark {
+                line: line(l),
+                from,
+            },
             CommandDto::SetForwards { line: l, forwards } => Command::SetForwards {
                 line: line(l),
                 forwards: forwards

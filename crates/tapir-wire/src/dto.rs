@@ -247,9 +247,29 @@ pub struct SequencedDto {
 pub struct CommandResultDto {
     /// The server's request id (for logs).
     pub request: u64,
-    /// The call the command created (make call, consult, pickup, conference).
+    /// The call the command created (make call, consult, pickup, conference, unpark).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call: Option<u64>,
+    /// Where a park put the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked_at: Option<String>,
+}
+
+/// Body of `POST /calls/{id}/park`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParkBody {
+    /// The park place (directed park); without it the PBX chooses one and the result names it.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// Body of `POST /lines/{id}/unpark`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnparkBody {
+    /// The park place to take the call from.
+    pub from: String,
 }
 
 /// Body of `POST /lines/{id}/calls`, `.../transfer`, `.../consult` and `.../redirect`.

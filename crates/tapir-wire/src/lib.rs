@@ -25,8 +25,8 @@ pub use accounts::{
 pub use command::{CommandDto, ForwardDto, PbxSimActionDto, SimActionDto};
 pub use dto::{
     CallDto, CommandResultDto, DialBody, DigitsBody, DndBody, EventDto, ForwardsBody, InstanceDto,
-    InstanceTestDto, LineDto, LogLevelBody, PartyDto, PickupBody, PickupOntoLineBody, PurgeBody,
-    PurgedDto, ReloadDto, SequencedDto, SnapshotDto, SwapBody, TraceBody,
+    InstanceTestDto, LineDto, LogLevelBody, ParkBody, PartyDto, PickupBody, PickupOntoLineBody,
+    PurgeBody, PurgedDto, ReloadDto, SequencedDto, SnapshotDto, SwapBody, TraceBody, UnparkBody,
 };
 pub use error::ErrorDto;
 pub use ws::{ClientMessage, ServerMessage};

@@ -121,6 +121,9 @@ pub enum ServerMessage {
         /// The call the command created.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         call: Option<u64>,
+        /// Where a park put the call.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parked_at: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<ErrorDto>,
     },

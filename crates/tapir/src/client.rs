@@ -10,8 +10,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tapir_wire::{
     CallDto, CommandResultDto, DialBody, DigitsBody, DndBody, ErrorDto, ForwardDto, ForwardsBody,
-    InstanceDto, InstanceTestDto, LineDto, LogLevelBody, PbxSimActionDto, PickupOntoLineBody,
-    PurgeBody, PurgedDto, ReloadDto, SimActionDto, SwapBody, TraceBody,
+    InstanceDto, InstanceTestDto, LineDto, LogLevelBody, ParkBody, PbxSimActionDto,
+    PickupOntoLineBody, PurgeBody, PurgedDto, ReloadDto, SimActionDto, SwapBody, TraceBody,
+    UnparkBody,
 };
 
 /// The server address used when none is given.
@@ -366,6 +367,23 @@ impl Client {
         body: PickupOntoLineBody,
     ) -> Result<CommandResultDto, ClientError> {
         self.post(&format!("/lines/{line}/pickup"), &body).await
+    }
+
+    pub async fn park(
+        &self,
+        call: u64,
+        to: Option<String>,
+    ) -> Result<CommandResultDto, ClientError> {
+        self.post(&format!("/calls/{call}/park"), &ParkBody { to })
+            .await
+    }
+
+    pub async fn unpark(&self, line: u32, from: &str) -> Result<CommandResultDto, ClientError> {
+        self.post(
+            &format!("/lines/{line}/unpark"),
+            &UnparkBody { from: from.into() },
+        )
+        .await
     }
 
     pub async fn set_forwards(

@@ -115,6 +115,15 @@ enum Cmd {
         #[arg(long)]
         from: Option<String>,
     },
+    /// Park a connected call: at PLACE, or where the PBX chooses (it prints where).
+    Park {
+        call: u64,
+        /// The park place (directed park).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Take the call parked at PLACE onto LINE.
+    Unpark { line: String, place: String },
     /// Set or clear call forwarding of LINE.
     Forward {
         line: String,
@@ -422,6 +431,11 @@ async fn client_command(client: &Client, command: Cmd, json: bool) -> Result<()>
                     .pickup(line, PickupOntoLineBody { call, from_line })
                     .await?,
             )?;
+        }
+        Cmd::Park { call, at } => done("parked", client.park(call, at).await?)?,
+        Cmd::Unpark { line, place } => {
+            let line = client.resolve_line(&line).await?;
+            done("unparked", client.unpark(line, &place).await?)?;
         }
         Cmd::Forward {
             line,

@@ -160,9 +160,10 @@ pub fn reload(report: &ReloadDto) -> io::Result<()> {
 }
 
 pub fn result(what: &str, result: &CommandResultDto) -> io::Result<()> {
-    match result.call {
-        Some(call) => line(&format!("{what}: call {call}")),
-        None => line(&format!("{what}: done")),
+    match (result.call, &result.parked_at) {
+        (Some(call), _) => line(&format!("{what}: call {call}")),
+        (None, Some(place)) => line(&format!("{what} at {place}")),
+        (None, None) => line(&format!("{what}: done")),
     }
 }
 

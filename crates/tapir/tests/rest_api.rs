@@ -408,3 +408,50 @@ async fn an_offered_call_can_be_accepted_then_answered() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn park_over_rest_and_unpark_with_the_cli() {
+    let server = Server::start();
+    let (a, b) = call_between(&server, "212", "213").await;
+    act(&server, b, "answer", json!({})).await;
+    wait_for_call(&server, "connected", |c| {
+        c.id == a && c.state == "connected"
+    })
+    .await;
+    let (status, body) = act(&server, b, "park", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["parked_at"], "701", "{body}");
+    wait_until_gone(&server, "the parker's call", |c| c.id == b).await;
+    let waiting = wait_for_call(&server, "the parked caller", |c| {
+        c.id == a && c.connected.number.as_deref() == Some("701")
+    })
+    .await;
+    assert_eq!(waiting.state, "connected");
+
+    // Nothing waits at 702; an unknown place is refused before it reaches the PBX.
+    let (status, body) = post_json(
+        &server,
+        &server.api(&format!("/lines/{}/unpark", line_of(&server, "214").await)),
+        json!({"from": "702"}),
+    )
+    .await;
+    assert_eq!(body["error"], "target_not_found", "{status} {body}");
+    let (_, body) = act(&server, a, "park", json!({"to": "7 0"})).await;
+    assert_eq!(body["error"], "invalid_address", "{body}");
+
+    let out = server.cli_ok(&["unpark", "214", "701"]);
+    assert!(out.starts_with("unparked: call "), "{out}");
+    let l214 = line_of(&server, "214").await;
+    let taken = wait_for_call(&server, "unparked at 214", |c| {
+        c.line == l214 && c.state == "connected"
+    })
+    .await;
+    assert_eq!(taken.reason, "unpark");
+    assert_eq!(taken.connected.number.as_deref(), Some("212"));
+    // Park again from the other side, at a chosen place, with the CLI.
+    let out = server.cli_ok(&["park", &a.to_string(), "--at", "710"]);
+    assert_eq!(out.trim(), "parked at 710");
+    wait_until_gone(&server, "212's call", |c| c.id == a).await;
+    act(&server, taken.id, "drop", json!({})).await;
+    wait_until_gone(&server, "any call", |_| true).await;
+}

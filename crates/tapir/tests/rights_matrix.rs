@@ -1090,9 +1090,10 @@ impl Matrix {
 
         // Call actions, each on a freshly ringing call once one has succeeded.
         let to = number(i, DESTINATION);
-        let actions: [(&str, Need, Value); 9] = [
+        let actions: [(&str, Need, Value); 10] = [
             ("hold", Need::Control, json!({})),
             ("unhold", Need::Control, json!({})),
+            ("park", Need::Control, json!({})),
             ("transfer", Need::Control, json!({"to": to})),
             ("consult", Need::Dial, json!({"to": to})),
             ("digits", Need::Control, json!({"digits": "1"})),
@@ -1158,6 +1159,16 @@ impl Matrix {
                     missing_body: Some(json!({"from_line": MISSING_ID.parse::<u32>().unwrap()})),
                     ..Probe::line("pickup onto", Method::POST, target, "/pickup", Value::Null)
                 },
+                control,
+            ),
+            (
+                Probe::line(
+                    "unpark",
+                    Method::POST,
+                    target,
+                    "/unpark",
+                    json!({"from": "720"}),
+                ),
                 control,
             ),
             (

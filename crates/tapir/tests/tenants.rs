@@ -1200,6 +1200,11 @@ async fn check_errors(
             &format!("/lines/{own_line}/pickup"),
             Some(r#"{"from_line": {X}}"#.into()),
         ),
+        probe(
+            Method::POST,
+            "/lines/{X}/unpark",
+            Some(r#"{"from": "701"}"#.into()),
+        ),
         probe(Method::DELETE, "/lines/{X}", None),
         probe(
             Method::POST,
@@ -1226,6 +1231,7 @@ async fn check_errors(
         probe(Method::POST, "/calls/{X}/accept", None),
         probe(Method::POST, "/calls/{X}/hold", None),
         probe(Method::POST, "/calls/{X}/unhold", None),
+        probe(Method::POST, "/calls/{X}/park", None),
         probe(
             Method::POST,
             "/calls/{X}/redirect",

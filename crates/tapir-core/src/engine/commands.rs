@@ -76,11 +76,21 @@ impl Owner {
             return;
         };
         self.deadlines.remove(&(pending.deadline, request));
-        let result = outcome.map(|completion| CommandOutcome {
-            request,
-            call: match completion {
-                Completion::Done => None,
-                Completion::Call(call_ref) => Some(self.tables.call_id_for(instance, &call_ref)),
+        let result = outcome.map(|completion| match completion {
+            Completion::Done => CommandOutcome {
+                request,
+                call: None,
+                parked_at: None,
+            },
+            Completion::Call(call_ref) => CommandOutcome {
+                request,
+                call: Some(self.tables.call_id_for(instance, &call_ref)),
+                parked_at: None,
+            },
+            Completion::Parked { at } => CommandOutcome {
+                request,
+                call: None,
+                parked_at: Some(at),
             },
         });
         count(

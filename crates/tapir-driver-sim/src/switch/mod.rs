@@ -18,6 +18,7 @@ mod calls;
 mod extensions;
 mod handset;
 mod leg;
+mod park;
 mod routing;
 mod settings;
 mod transfer;
@@ -99,6 +100,8 @@ pub(crate) struct Switch {
     now: u64,
     /// Events produced by the step in progress.
     out: Vec<ProviderEvent>,
+    /// Who waits at each occupied park place.
+    parked: BTreeMap<String, Side>,
 }
 
 impl Switch {
@@ -132,6 +135,7 @@ impl Switch {
             next_timer: 0,
             now: 0,
             out: Vec::new(),
+            parked: BTreeMap::new(),
         }
     }
 
@@ -207,6 +211,8 @@ impl Switch {
             C::Redirect { call, to } => self.redirect(&call, &to).map(done),
             C::GenerateDigits { call, digits } => self.generate_digits(&call, &digits).map(done),
             C::Pickup { device, from } => self.pickup(&device, &from),
+            C::Park { call, to } => self.park(&call, to.as_deref()),
+            C::Unpark { device, from } => self.unpark(&device, &from),
             C::SetForwards { device, forwards } => self.set_forwards(&device, forwards).map(done),
             C::SetDoNotDisturb { device, enabled } => {
                 self.set_do_not_disturb(&device, enabled).map(done)

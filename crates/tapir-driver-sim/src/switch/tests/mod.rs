@@ -8,6 +8,7 @@ mod basic;
 mod extensions;
 mod features;
 mod handset;
+mod park;
 
 use tapir_model::{ForwardMode, Party, RequestId, SimAction, TapiError};
 use tapir_provider::{
