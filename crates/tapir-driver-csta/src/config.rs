@@ -206,6 +206,21 @@ mod tests {
     }
 
     #[test]
+    fn tls_is_read_like_the_ami_driver_s() {
+        let config: CstaConfig = toml::from_str(
+            "host = \"pbx\"\ndevices = [\"1\"]\ntls = true\ntls_ca_file = \"Cargo.toml\"\ntls_server_name = \"pbx.example\"\n",
+        )
+        .unwrap();
+        assert!(config.tls);
+        assert_eq!(config.tls_server_name.as_deref(), Some("pbx.example"));
+        assert_eq!(
+            config.validate(),
+            Ok(()),
+            "a readable CA file and TLS are accepted"
+        );
+    }
+
+    #[test]
     fn the_password_never_shows_in_debug() {
         let mut config = CstaConfig::new("pbx", &["201"]);
         config.username = Some("cti".into());

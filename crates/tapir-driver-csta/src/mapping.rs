@@ -628,3 +628,145 @@ fn snapshot_state(state: &str) -> Option<CallState> {
         _ => CallState::Unknown,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{self, Incoming};
+
+    fn event(xml: &str) -> Event {
+        match message::parse(xml.as_bytes()) {
+            Ok(Incoming::Event(event)) => event,
+            other => panic!("not an event: {other:?}"),
+        }
+    }
+
+    fn delivered(call: &str) -> Event {
+        event(&format!(
+            "<DeliveredEvent><monitorCrossRefID>7</monitorCrossRefID><connection><callID>{call}</callID><deviceID>201</deviceID></connection><alertingDevice><deviceIdentifier>201</deviceIdentifier></alertingDevice><callingDevice><deviceIdentifier>300</deviceIdentifier></callingDevice><cause>newCall</cause></DeliveredEvent>"
+        ))
+    }
+
+    fn service(name: &str) -> Event {
+        event(&format!(
+            "<{name}><monitorCrossRefID>7</monitorCrossRefID><device><deviceIdentifier>201</deviceIdentifier></device></{name}>"
+        ))
+    }
+
+    fn monitored() -> Mapping {
+        let mut mapping = Mapping::default();
+        mapping.monitor_started("201", "7");
+        mapping
+    }
+
+    #[test]
+    fn out_of_service_keeps_the_followed_calls_and_flips_once() {
+        let mut mapping = monitored();
+        mapping.apply(&delivered("C1"));
+        let out = mapping.apply(&service("OutOfServiceEvent"));
+        let [
+            Output::Service {
+                device,
+                in_service: false,
+                ..
+            },
+        ] = &out[..]
+        else {
+            panic!("{out:?}");
+        };
+        assert_eq!(device.0, "201");
+        assert!(mapping.apply(&service("OutOfServiceEvent")).is_empty());
+        assert_eq!(mapping.out_of_service(), [DeviceKey("201".into())]);
+        // The monitor still runs: the call is kept and its events still apply.
+        assert_eq!(mapping.reports().len(), 1);
+        let out = mapping.apply(&service("BackInServiceEvent"));
+        assert!(matches!(
+            &out[..],
+            [Output::Service {
+                in_service: true,
+                ..
+            }]
+        ));
+        assert!(mapping.out_of_service().is_empty());
+    }
+
+    #[test]
+    fn a_monitor_the_switch_ends_takes_its_calls_with_it() {
+        let mut mapping = monitored();
+        mapping.apply(&delivered("C1"));
+        let out = mapping.monitor_ended("7");
+        let [
+            Output::Service {
+                in_service: false, ..
+            },
+            Output::Call(report),
+        ] = &out[..]
+        else {
+            panic!("{out:?}");
+        };
+        assert_eq!(report.state, CallState::Idle);
+        assert!(mapping.reports().is_empty());
+        assert!(!mapping.is_monitored("201"));
+        assert_eq!(mapping.out_of_service(), [DeviceKey("201".into())]);
+        assert!(
+            mapping.apply(&delivered("C2")).is_empty(),
+            "no monitor, no calls"
+        );
+        assert!(mapping.monitor_ended("7").is_empty());
+    }
+
+    #[test]
+    fn get_forwarding_answers_become_the_status() {
+        let mut mapping = monitored();
+        let item = |kind: &str, on: bool, to: Option<&str>| ForwardingItem {
+            kind: kind.into(),
+            on,
+            to: to.map(String::from),
+        };
+        mapping.forwarding_state(
+            "201",
+            &[
+                item("forwardImmInt", true, Some("N<2000>;noa=nk")),
+                item("forwardBusy", false, Some("2001")),
+                item("forwardNoAns", true, Some("2002")),
+                item("forwardDND", true, None),
+            ],
+        );
+        let [status] = &mapping.statuses()[..] else {
+            panic!("one status");
+        };
+        assert!(status.do_not_disturb, "forwardDND on means DND");
+        let forwards: Vec<(ForwardMode, &str)> = status
+            .forwards
+            .iter()
+            .map(|f| (f.mode, f.destination.as_str()))
+            .collect();
+        assert_eq!(
+            forwards,
+            [
+                (ForwardMode::Unconditional, "2000"),
+                (ForwardMode::NoAnswer, "2002")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_snapshot_replaces_what_events_said_before_it() {
+        let mut mapping = monitored();
+        mapping.apply(&delivered("C1"));
+        let held = SnapshotCall {
+            connection: ConnectionId {
+                call: Some("C2".into()),
+                device: Some("201".into()),
+            },
+            state: "hold".into(),
+        };
+        mapping.snapshot("201", &[held]);
+        let reports = mapping.reports();
+        let [report] = &reports[..] else {
+            panic!("{reports:?}");
+        };
+        assert_eq!(report.call.0, "201/C2");
+        assert_eq!(report.state, CallState::OnHold);
+    }
+}
