@@ -11,8 +11,7 @@ use tapir_driver_csta::{CstaConfig, CstaProvider, Dialect};
 use tapir_model::RequestId;
 use tapir_provider::testing::RunningProvider;
 use tapir_provider::{
-    Completion, DeviceKey, Provider, ProviderCommand, ProviderError, ProviderEvent,
-    ProviderRequest,
+    Completion, DeviceKey, Provider, ProviderCommand, ProviderError, ProviderEvent, ProviderRequest,
 };
 use tokio::sync::mpsc;
 
@@ -59,7 +58,10 @@ async fn csta_over_tls_through_socat_to_pyssimist() {
     let mut wrong_name = tls_config(tunnel.port, Some(cert.clone()));
     wrong_name.tls_server_name = Some("switch.example".into());
     assert!(matches!(
-        CstaProvider::new(wrong_name).unwrap().test_connection().await,
+        CstaProvider::new(wrong_name)
+            .unwrap()
+            .test_connection()
+            .await,
         Err(ProviderError::Connect { .. })
     ));
 
@@ -78,7 +80,9 @@ async fn csta_over_tls_through_socat_to_pyssimist() {
         panic!("Synchronized follows Up");
     };
     assert!(
-        statuses.iter().any(|s| s.device.0 == "1000" && s.do_not_disturb),
+        statuses
+            .iter()
+            .any(|s| s.device.0 == "1000" && s.do_not_disturb),
         "GetDoNotDisturb answered through the tunnel: {statuses:?}"
     );
     running
