@@ -8,7 +8,7 @@ use tapir_model::{CallReason, Capabilities, ErrorKind, Forward, ForwardMode, Tap
 use tapir_provider::{CallRef, DeviceKey, PickupFrom, ProviderCommand, ProviderRequest};
 
 use crate::config::{AmiConfig, FeatureStore, PhoneControl, is_header_safe};
-use crate::mapping::{PendingOriginate, Tracker};
+use crate::mapping::{PendingOriginate, PendingPark, Tracker};
 use crate::message::Action;
 
 /// What to send for one request, and how its answer completes it.
@@ -22,6 +22,9 @@ pub enum Plan {
     /// Several actions that must all succeed; `tolerated` errors (removing an absent AstDB
     /// key) count as success.
     Batch(Vec<(Action, Tolerate)>),
+    /// A Park: only a refusal completes at the response; success waits for `ParkedCall`,
+    /// which names the space.
+    Park(Action, PendingPark),
 }
 
 /// Whether an `Error` response still counts as success.
@@ -41,6 +44,7 @@ pub fn capabilities(config: &AmiConfig) -> Capabilities {
         | Capabilities::BLIND_TRANSFER
         | Capabilities::REDIRECT
         | Capabilities::PICKUP
+        | Capabilities::PARK
         | Capabilities::GENERATE_DIGITS;
     if config.phone_control != PhoneControl::None {
         caps |= Capabilities::ANSWER | Capabilities::HOLD;
@@ -121,8 +125,10 @@ pub fn plan(
         ProviderCommand::Simulate { .. } | ProviderCommand::SimulatePbx(_) => Err(unavailable(
             "simulated handset actions exist only on the simulated PBX",
         )),
-        ProviderCommand::Park { .. } | ProviderCommand::Unpark { .. } => {
-            Err(unavailable("parking is not supported yet"))
+        ProviderCommand::Park { call, to } => planner.park(request, call, to.as_deref(), next_id()),
+        // Dialling a space of the parking lot takes the call waiting there.
+        ProviderCommand::Unpark { device, from } => {
+            planner.make_call(request, device, from, CallReason::Unpark, next_id())
         }
     }
 }
@@ -211,6 +217,39 @@ impl Planner<'_> {
                 .with("Exten", to)
                 .with("Priority", "1"),
         ))
+    }
+
+    /// Parks the line's far end in the default lot; the line's own channel is where a park
+    /// that times out rings back (`TimeoutChannel`). Asterisk's Park action picks the space
+    /// itself, so a directed park cannot be honoured.
+    fn park(
+        &self,
+        request: &ProviderRequest,
+        call: &CallRef,
+        to: Option<&str>,
+        id: String,
+    ) -> Result<Plan, TapiError> {
+        let own = self.channel_name(call)?;
+        if let Some(place) = to {
+            return Err(unavailable(&format!(
+                "Asterisk chooses the parking space itself; park without a place (not {place})"
+            )));
+        }
+        let peer = self.tracker.peer(&call.0).ok_or_else(|| {
+            TapiError::new(
+                ErrorKind::InvalidCallState,
+                "the call has no other party to park",
+            )
+        })?;
+        let action = Action::new("Park", &id)
+            .with("Channel", &peer.snapshot.name)
+            .with("TimeoutChannel", own);
+        let pending = PendingPark {
+            request: request.id,
+            action_id: id,
+            parkee: peer.snapshot.uniqueid.clone(),
+        };
+        Ok(Plan::Park(action, pending))
     }
 
     /// Picks up a ringing call onto `device` by originating the phone into `PickupChan`.

@@ -228,6 +228,8 @@ pub enum AmiEvent {
     Parked {
         parkee: String,
         parked: bool,
+        /// The lot's space (`ParkingSpace`) where the call waits.
+        space: Option<String>,
     },
     /// `UnParkedCall`: the channel that took the parked call.
     Retrieved {
@@ -290,6 +292,7 @@ impl AmiEvent {
                 AmiEvent::Parked {
                     parkee: message.get("ParkeeUniqueid")?.to_string(),
                     parked: message.event() == Some("ParkedCall"),
+                    space: known(message.get("ParkingSpace")),
                 }
             }
             "FullyBooted" => AmiEvent::FullyBooted,

@@ -103,6 +103,8 @@ enum Purpose {
     },
     /// An Originate: only a refusal completes here; success waits for the channel.
     Originate,
+    /// A Park: only a refusal completes here; success waits for `ParkedCall`.
+    Park,
     /// A list queried again after a `Reload`.
     Relist,
 }
@@ -347,6 +349,15 @@ impl<'a> Session<'a> {
                     out.extend(error.map(|e| completed(request, Err(e))));
                 }
             }
+            Purpose::Park => {
+                self.in_flight.remove(id);
+                if success == Some(false)
+                    && let Some(request) = self.tracker.cancel_park(id)
+                {
+                    let error = command_error(message, Tolerate::Nothing);
+                    out.extend(error.map(|e| completed(request, Err(e))));
+                }
+            }
             Purpose::Relist => self.relist_item(id, message, out),
         }
     }
@@ -399,6 +410,12 @@ impl<'a> Session<'a> {
                 self.in_flight
                     .insert(action.id().to_string(), Purpose::Originate);
                 self.tracker.expect_originate(pending);
+                connection.send(action).await.map_err(End::Link)
+            }
+            Plan::Park(action, pending) => {
+                self.in_flight
+                    .insert(action.id().to_string(), Purpose::Park);
+                self.tracker.expect_park(pending);
                 connection.send(action).await.map_err(End::Link)
             }
         }

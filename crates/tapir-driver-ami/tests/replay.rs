@@ -387,3 +387,93 @@ async fn the_connection_test_says_why_it_cannot_connect() {
         .expect_err("nothing listens");
     assert!(matches!(error, ProviderError::Connect { .. }), "{error}");
 }
+
+#[tokio::test]
+async fn park_names_the_space_asterisk_chose() {
+    let park = Transcript::load("park-and-status.txt");
+    let (peer, mut running) = connected(Script::new(&steps_from(&park, "a2"), &["a2", "a4"])).await;
+    running
+        .command(ProviderCommand::MakeCall {
+            device: device("201"),
+            to: "202".into(),
+        })
+        .await;
+    let mut seen = Vec::new();
+    let answered = until_state(&mut running, "202", "connected", &mut seen).await;
+    // A directed park is refused at once: Asterisk's Park action picks the space itself.
+    let directed = running
+        .command(ProviderCommand::Park {
+            call: answered.clone(),
+            to: Some("705".into()),
+        })
+        .await;
+    let request = running
+        .command(ProviderCommand::Park {
+            call: answered,
+            to: None,
+        })
+        .await;
+    let (done, before) = running
+        .until(|e| matches!(e, ProviderEvent::Completed { request: r, .. } if *r == request))
+        .await;
+    seen.extend(before);
+    assert_eq!(
+        done,
+        ProviderEvent::Completed {
+            request,
+            outcome: Ok(Completion::Parked { at: "701".into() })
+        }
+    );
+    let refused = seen.iter().find_map(|e| match e {
+        ProviderEvent::Completed { request, outcome } if *request == directed => Some(outcome),
+        _ => None,
+    });
+    assert!(
+        matches!(refused, Some(Err(e)) if e.kind == ErrorKind::OperationUnavailable),
+        "{refused:?}"
+    );
+    let sent = peer.actions();
+    let action = sent
+        .iter()
+        .find(|a| a.get("Action") == Some("Park"))
+        .expect("sent");
+    // 202 parks its far end, 201; a park that times out rings 202 again.
+    assert_eq!(action.get("Channel"), Some("PJSIP/201-0000001c"));
+    assert_eq!(action.get("TimeoutChannel"), Some("PJSIP/202-0000001d"));
+    assert_eq!(
+        sent.iter()
+            .filter(|a| a.get("Action") == Some("Park"))
+            .count(),
+        1,
+        "the directed park never reached Asterisk"
+    );
+    running.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn unpark_dials_the_space_for_the_line() {
+    let basic = Transcript::load("basic-call.txt");
+    let (peer, mut running) = connected(Script::new(&steps_from(&basic, "a6"), &["a6"])).await;
+    running
+        .command(ProviderCommand::Unpark {
+            device: device("203"),
+            from: "701".into(),
+        })
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let originate = loop {
+        let sent = peer.actions();
+        if let Some(action) = sent
+            .into_iter()
+            .find(|a| a.get("Action") == Some("Originate"))
+        {
+            break action;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no Originate sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(originate.get("Channel"), Some("PJSIP/203"));
+    assert_eq!(originate.get("Exten"), Some("701"));
+    assert_eq!(originate.get("Context"), Some("internal"));
+    running.stop().await.expect("clean stop");
+}

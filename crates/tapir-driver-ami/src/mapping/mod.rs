@@ -36,6 +36,15 @@ pub struct PendingOriginate {
     pub reason: CallReason,
 }
 
+/// A park waiting for Asterisk to say where the call now waits (`ParkedCall`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPark {
+    pub request: RequestId,
+    pub action_id: String,
+    /// The channel being parked: the line's far end.
+    pub parkee: String,
+}
+
 /// What a transfer or redirect leaves for the appearances its call creates next.
 #[derive(Debug, Clone)]
 struct Mark {
@@ -52,6 +61,7 @@ pub struct Tracker {
     originates: Vec<PendingOriginate>,
     /// Originates whose `OriginateResponse` named a channel not seen yet.
     answered_originates: HashMap<String, PendingOriginate>,
+    parks: Vec<PendingPark>,
 }
 
 impl Tracker {
@@ -132,11 +142,23 @@ impl Tracker {
         Some(self.originates.remove(index).request)
     }
 
-    /// Forgets the made calls still waiting for a channel (the link went down), returning
-    /// their requests.
+    /// Expects the `ParkedCall` of a Park sent for a request.
+    pub fn expect_park(&mut self, pending: PendingPark) {
+        self.parks.push(pending);
+    }
+
+    /// Forgets a park Asterisk refused, returning its request.
+    pub fn cancel_park(&mut self, action_id: &str) -> Option<RequestId> {
+        let index = self.parks.iter().position(|p| p.action_id == action_id)?;
+        Some(self.parks.remove(index).request)
+    }
+
+    /// Forgets the made calls still waiting for a channel and the parks waiting for their
+    /// space (the link went down), returning their requests.
     pub fn take_pending(&mut self) -> Vec<RequestId> {
         let mut requests: Vec<RequestId> = self.originates.drain(..).map(|p| p.request).collect();
         requests.extend(self.answered_originates.drain().map(|(_, p)| p.request));
+        requests.extend(self.parks.drain(..).map(|p| p.request));
         requests
     }
 
@@ -246,9 +268,16 @@ impl Tracker {
                 reason,
                 uniqueid,
             } => self.originate_response(&action_id, success, reason, uniqueid, out),
-            AmiEvent::Parked { parkee, parked } => {
+            AmiEvent::Parked {
+                parkee,
+                parked,
+                space,
+            } => {
                 if let Some(channel) = self.channels.get_mut(&parkee) {
                     channel.parked = parked;
+                }
+                if parked {
+                    self.parked(&parkee, space, out);
                 }
                 self.report(&parkee, out);
             }
@@ -260,6 +289,25 @@ impl Tracker {
             }
             AmiEvent::FullyBooted | AmiEvent::Reload | AmiEvent::Shutdown => {}
         }
+    }
+
+    /// Completes the park that put `parkee` in the lot, naming the space.
+    fn parked(&mut self, parkee: &str, space: Option<String>, out: &mut Vec<ProviderEvent>) {
+        let Some(index) = self.parks.iter().position(|p| p.parkee == parkee) else {
+            return;
+        };
+        let park = self.parks.remove(index);
+        let outcome = match space {
+            Some(at) => Ok(Completion::Parked { at }),
+            None => Err(TapiError::new(
+                ErrorKind::OperationFailed,
+                "Asterisk parked the call but did not name the parking space",
+            )),
+        };
+        out.push(ProviderEvent::Completed {
+            request: park.request,
+            outcome,
+        });
     }
 
     fn new_channel(&self, snapshot: ChannelSnapshot) -> Channel {
