@@ -23,6 +23,112 @@ use testbed::{Bed, Ctrl};
 /// How long any one expected event may take (generous: a slow CI box).
 const WAIT: Duration = Duration::from_secs(15);
 
+/// The tests run one at a time: each starts its own Kamailio and phones, and two beds at
+/// once on a 2-core CI box would make every timing tighter for nothing. (A tokio mutex does
+/// not poison, so one failed test does not fail the rest.)
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "tapir_driver_sip=debug".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// The three phones of a test bed, connected over ctrl_tcp.
+struct Phones {
+    p201: Ctrl,
+    p202: Ctrl,
+    p203: Ctrl,
+}
+
+/// Starts Kamailio and the phones 201 and 202 (manual answer) and 203 (auto answer), and
+/// waits until they are registered.
+async fn start_bed(defines: &[&'static str]) -> (Bed, Phones) {
+    let mut bed = Bed::new();
+    bed.defines = defines.to_vec();
+    bed.start_kamailio().await;
+    let ctrl_201 = bed.start_ua("201", "manual");
+    let ctrl_202 = bed.start_ua("202", "manual");
+    let ctrl_203 = bed.start_ua("203", "auto");
+    for ext in ["201", "202", "203"] {
+        bed.wait_registered(ext).await;
+    }
+    let phones = Phones {
+        p201: Ctrl::connect("201", ctrl_201).await,
+        p202: Ctrl::connect("202", ctrl_202).await,
+        p203: Ctrl::connect("203", ctrl_203).await,
+    };
+    (bed, phones)
+}
+
+/// A provider configuration for `users` on the bed's Kamailio, with short timers.
+fn config_for(bed: &Bed, users: &[&str]) -> SipConfig {
+    let addresses: Vec<String> = users.iter().map(|u| device(u).0).collect();
+    let addresses: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    let mut config = SipConfig::new("127.0.0.1", bed.ports.sip, &addresses);
+    config.rpc = Some(RpcEndpoint::Datagram {
+        address: ([127, 0, 0, 1], bed.ports.rpc).into(),
+    });
+    config.keepalive_interval_ms = 300;
+    config.request_timeout_ms = 1_000;
+    config.retry_min_ms = 100;
+    config.retry_max_ms = 1_000;
+    config.answer_timeout_ms = 10_000;
+    config
+}
+
+/// Starts a provider and waits for `Up` and `Synchronized`; returns the latter's events.
+async fn start_provider(config: SipConfig, name: &str) -> (RunningProvider, Vec<ProviderEvent>) {
+    let provider = SipProvider::new(config).expect("valid config");
+    let mut running = RunningProvider::start(Box::new(provider), name);
+    let events = until(&mut running, "Up + Synchronized", |e| {
+        matches!(e, ProviderEvent::Synchronized { .. })
+    })
+    .await;
+    assert!(
+        events.contains(&ProviderEvent::Up),
+        "Up before Synchronized: {events:?}"
+    );
+    (running, events)
+}
+
+/// Waits until `user`'s appearance `call` was reported in `state` (perhaps already in
+/// `seen`).
+async fn until_call(
+    running: &mut RunningProvider,
+    seen: &mut Vec<ProviderEvent>,
+    user: &str,
+    call: &CallRef,
+    state: &str,
+) {
+    if states_of(seen, user, call).contains(&state) {
+        return;
+    }
+    let what = format!("{user}'s call {} {state}", call.0);
+    let events = until(running, &what, |e| {
+        matches!(e, ProviderEvent::Call(r) if r.device == device(user)
+            && &r.call == call && r.state.name() == state)
+    })
+    .await;
+    seen.extend(events);
+}
+
+/// The states reported for `user`'s appearances of `call`, in order.
+fn states_of(seen: &[ProviderEvent], user: &str, call: &CallRef) -> Vec<&'static str> {
+    seen.iter()
+        .filter_map(|e| match e {
+            ProviderEvent::Call(r) if r.device == device(user) && &r.call == call => {
+                Some(r.state.name())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 fn device(user: &str) -> DeviceKey {
     DeviceKey(format!("sip:{user}@127.0.0.1"))
 }
@@ -163,13 +269,8 @@ async fn until_service(running: &mut RunningProvider, user: &str, in_service: bo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_provider_follows_and_controls_calls_on_kamailio() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "tapir_driver_sip=debug".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    let _serial = SERIAL.lock().await;
+    init_logging();
     let mut bed = Bed::new();
     bed.start_kamailio().await;
     let ctrl_201 = bed.start_ua("201", "manual");
@@ -423,4 +524,84 @@ async fn stop(running: RunningProvider) {
         .expect("the provider stops in time")
         .expect("the provider task ends");
     assert_eq!(result, Ok(()));
+}
+
+/// 201 and 202 talk; 201's phone transfers 202 to 203 (a blind REFER): 201 goes idle, 202
+/// and 203 talk on a new call whose caller is 202.
+///
+/// The transfer's redirecting party (201) is not reported: Kamailio's pua_dialoginfo
+/// publishes no `referred-by` (nor `replaces`) in its documents, so the new dialog on 202 and
+/// 203 looks like any call from 202.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blind_transfer_by_the_phone() {
+    let _serial = SERIAL.lock().await;
+    init_logging();
+    let (bed, mut phones) = start_bed(&[]).await;
+    let (mut running, _) =
+        start_provider(config_for(&bed, &["201", "202", "203"]), "sip-transfer").await;
+
+    phones.p201.cmd("dial", Some("sip:202@127.0.0.1")).await;
+    assert!(phones.p202.wait_event("CALL_INCOMING", WAIT).await);
+    phones.p202.cmd("accept", None).await;
+    let mut seen = Vec::new();
+    let talking = until_all(&mut running, &["201", "202"], "connected", &mut seen).await;
+    let (first_201, first_202) = (talking[0].call.clone(), talking[1].call.clone());
+
+    phones.p201.cmd("transfer", Some("sip:203@127.0.0.1")).await;
+    let connected_203 = until_all(&mut running, &["203"], "connected", &mut seen).await;
+    assert_eq!(connected_203[0].caller.number.as_deref(), Some("202"));
+    assert_eq!(connected_203[0].called.number.as_deref(), Some("203"));
+    assert_eq!(connected_203[0].connected, Party::number("202"));
+    // 202's new call (not the one with 201) connects to 203.
+    let new_call_202 = |seen: &[ProviderEvent]| {
+        seen.iter().find_map(|e| match e {
+            ProviderEvent::Call(r)
+                if r.device == device("202")
+                    && r.call != first_202
+                    && r.state.name() == "connected" =>
+            {
+                Some(r.as_ref().clone())
+            }
+            _ => None,
+        })
+    };
+    let new_202 = match new_call_202(&seen) {
+        Some(report) => report,
+        None => {
+            let events = until(&mut running, "202's call to 203 connected", |e| {
+                matches!(e, ProviderEvent::Call(r) if r.device == device("202")
+                    && r.call != first_202 && r.state.name() == "connected")
+            })
+            .await;
+            seen.extend(events);
+            new_call_202(&seen).expect("just seen")
+        }
+    };
+    assert_eq!(new_202.caller.number.as_deref(), Some("202"));
+    assert_eq!(new_202.called.number.as_deref(), Some("203"));
+    assert_eq!(new_202.connected, Party::number("203"));
+
+    // The first call ends on 201 and on 202.
+    until_call(&mut running, &mut seen, "201", &first_201, "idle").await;
+    until_call(&mut running, &mut seen, "202", &first_202, "idle").await;
+    assert!(phones.p201.wait_event("CALL_CLOSED", WAIT).await);
+    // Nothing else is live on 201, and 202's second call is still up (it was never ended).
+    assert!(
+        !states_of(&seen, "202", &new_202.call).contains(&"idle"),
+        "{seen:#?}"
+    );
+
+    // 203 hangs up: the transferred call ends on both.
+    phones.p203.cmd("hangup", None).await;
+    until_call(&mut running, &mut seen, "202", &new_202.call, "idle").await;
+    until_call(
+        &mut running,
+        &mut seen,
+        "203",
+        &connected_203[0].call,
+        "idle",
+    )
+    .await;
+    stop(running).await;
+    drop(bed);
 }

@@ -34,10 +34,10 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Makes sure kamailio and baresip are installed, installing them with apt-get if not;
+/// Makes sure kamailio, baresip and sipp are installed, installing them with apt-get if not;
 /// fails the test with a clear message when they cannot be had.
 pub fn ensure_peers() {
-    if have("kamailio") && have("baresip") {
+    if have("kamailio") && have("baresip") && have("sipp") {
         return;
     }
     eprintln!("installing the SIP test bed: {}", PACKAGES.join(" "));
@@ -48,8 +48,8 @@ pub fn ensure_peers() {
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status();
     assert!(
-        have("kamailio") && have("baresip"),
-        "the SIP test bed needs kamailio and baresip (Debian packages {}); apt-get install failed: {status:?}",
+        have("kamailio") && have("baresip") && have("sipp"),
+        "the SIP test bed needs kamailio, baresip and sipp (Debian packages {}); apt-get install failed: {status:?}",
         PACKAGES.join(" ")
     );
 }
@@ -112,6 +112,10 @@ pub struct Bed {
     kamailio: Option<Process>,
     uas: Vec<Process>,
     runs: u32,
+    /// Extra `-A` defines for Kamailio (`WITH_AUTH`).
+    pub defines: Vec<&'static str>,
+    /// Kamailio's shared memory in MB (`-m`): 256 for functional runs, 512 for load.
+    pub shm_mb: u32,
 }
 
 impl Bed {
@@ -129,6 +133,8 @@ impl Bed {
             kamailio: None,
             uas: Vec::new(),
             runs: 0,
+            defines: Vec::new(),
+            shm_mb: 256,
         }
     }
 
@@ -156,9 +162,11 @@ impl Bed {
         std::fs::write(&cfg_path, cfg).expect("write kamailio.cfg");
         let log = std::fs::File::create(state.join("kamailio.log")).expect("log");
         let s = state.display().to_string();
+        let defines: String = self.defines.iter().map(|d| format!(" -A {d}")).collect();
         let script = format!(
-            "ulimit -c 0; exec kamailio -f {cfg} -DD -E -w {s} -Y {s}/run -P {s}/run/kamailio.pid -m 256 -M 16 -A 'DBURL=\"text://{s}/dbtext\"'",
-            cfg = cfg_path.display()
+            "ulimit -c 0; exec kamailio -f {cfg} -DD -E -w {s} -Y {s}/run -P {s}/run/kamailio.pid -m {shm} -M 16 -A 'DBURL=\"text://{s}/dbtext\"'{defines}",
+            cfg = cfg_path.display(),
+            shm = self.shm_mb,
         );
         let child = Command::new("sh")
             .args(["-c", &script])
@@ -261,6 +269,87 @@ impl Bed {
             child,
         });
         ctrl
+    }
+
+    /// Stops `ext`'s baresip (it un-REGISTERs on SIGTERM) and waits for it.
+    pub fn stop_ua(&mut self, ext: &str) {
+        let name = format!("baresip {ext}");
+        if let Some(index) = self.uas.iter().position(|p| p.name == name) {
+            stop(self.uas.remove(index));
+        }
+    }
+
+    /// Waits until `ext` is no longer registered at Kamailio.
+    pub async fn wait_unregistered(&self, ext: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = self.rpc("ul.lookup", json!(["location", ext])).await;
+            if answer.as_ref().is_some_and(|a| a.get("error").is_some()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{ext} is still registered: {answer:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+
+    /// Registers `user` at `contact` without a UA (`ul.add`), for sipp's UAS.
+    pub async fn ul_add(&self, user: &str, contact: &str) {
+        let answer = self
+            .rpc(
+                "ul.add",
+                json!([
+                    "location",
+                    user,
+                    contact,
+                    3600,
+                    1.0,
+                    "",
+                    0,
+                    0,
+                    4_294_967_295u64
+                ]),
+            )
+            .await;
+        assert!(
+            answer.as_ref().is_some_and(|a| a.get("error").is_none()),
+            "ul.add {user}: {answer:?}"
+        );
+    }
+
+    /// Writes a sipp scenario into the run's directory and returns its path.
+    pub fn scenario(&self, name: &str, xml: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, xml).expect("write sipp scenario");
+        path
+    }
+
+    /// Starts sipp with `args` (after the common ones: loopback, no stdin, its own port) in
+    /// the run's directory; wait for it with [`Sipp::wait`].
+    pub fn start_sipp(&self, name: &str, args: &[String]) -> Sipp {
+        let port = free_port(1);
+        let media = free_port(4);
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).expect("log");
+        let child = Command::new("sipp")
+            .current_dir(&self.dir)
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-nostdin"])
+            .args(["-p", &port.to_string(), "-mp", &media.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn sipp");
+        Sipp {
+            port,
+            log: self.dir.join(format!("{name}.log")),
+            process: Some(Process {
+                name: format!("sipp {name}"),
+                child,
+            }),
+        }
     }
 
     /// Waits until `ext` is registered at Kamailio.
@@ -436,5 +525,45 @@ impl Ctrl {
 
     pub fn clear(&mut self) {
         self.events.clear();
+    }
+}
+
+/// A running sipp.
+pub struct Sipp {
+    /// Its SIP port on 127.0.0.1.
+    pub port: u16,
+    log: PathBuf,
+    process: Option<Process>,
+}
+
+impl Sipp {
+    /// Waits for sipp to end by itself (it does after `-m` calls); true when it exited 0
+    /// (every call succeeded). Kills it after `limit`.
+    pub async fn wait(&mut self, limit: Duration) -> bool {
+        let Some(mut process) = self.process.take() else {
+            return false;
+        };
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = process.child.try_wait() {
+                if !status.success() {
+                    show_tail(&self.log, 60);
+                }
+                return status.success();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("{} did not end in {limit:?}", process.name);
+        show_tail(&self.log, 60);
+        stop(process);
+        false
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        if let Some(process) = self.process.take() {
+            stop(process);
+        }
     }
 }
