@@ -605,3 +605,134 @@ async fn a_blind_transfer_by_the_phone() {
     stop(running).await;
     drop(bed);
 }
+
+/// A sipp UAC through a record-routing proxy (sip-testbed.md §5): INVITE `[service]` from
+/// `[field0]`, ACK and BYE along the learned route set; the call lasts `-d` ms once answered.
+/// 180 is optional: Kamailio's parallel workers may reorder it behind the 200.
+const UAC: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="uac">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[field1]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field1]@[remote_ip]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:[field0]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rtd="true" rrs="true" timeout="60000"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field1]@[remote_ip]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      [routes]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <pause/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field1]@[remote_ip]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      [routes]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+</scenario>
+"#;
+
+/// An external caller (a sipp UAC, not a monitored line) calls 202: offering with its
+/// number, connected when 202's user accepts, idle when sipp hangs up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_caller_from_sipp() {
+    let _serial = SERIAL.lock().await;
+    init_logging();
+    let (bed, mut phones) = start_bed(&[]).await;
+    let (mut running, _) =
+        start_provider(config_for(&bed, &["201", "202", "203"]), "sip-external").await;
+
+    let scenario = bed.scenario("uac.xml", UAC);
+    let users = bed.scenario("caller.csv", "SEQUENTIAL\n5550100;202\n");
+    let mut sipp = bed.start_sipp(
+        "uac-external",
+        &[
+            format!("127.0.0.1:{}", bed.ports.sip),
+            "-sf".into(),
+            scenario.display().to_string(),
+            "-inf".into(),
+            users.display().to_string(),
+            "-m".into(),
+            "1".into(),
+            "-d".into(),
+            "1500".into(),
+            "-timeout".into(),
+            "60s".into(),
+            "-timeout_error".into(),
+            "-trace_err".into(),
+        ],
+    );
+
+    let mut seen = Vec::new();
+    let offering = until_all(&mut running, &["202"], "offering", &mut seen).await;
+    let call = offering[0].call.clone();
+    assert_eq!(offering[0].caller.number.as_deref(), Some("5550100"));
+    assert_eq!(offering[0].called.number.as_deref(), Some("202"));
+    assert_eq!(offering[0].origin, tapir_model::CallOrigin::Inbound);
+    assert!(phones.p202.wait_event("CALL_INCOMING", WAIT).await);
+    phones.p202.cmd("accept", None).await;
+    until_call(&mut running, &mut seen, "202", &call, "connected").await;
+    until_call(&mut running, &mut seen, "202", &call, "idle").await;
+    assert_eq!(
+        states_of(&seen, "202", &call),
+        ["offering", "connected", "disconnected", "idle"]
+    );
+    let connected = seen
+        .iter()
+        .find_map(|e| match e {
+            ProviderEvent::Call(r) if r.call == call && r.state.name() == "connected" => {
+                Some(r.connected.clone())
+            }
+            _ => None,
+        })
+        .expect("connected seen");
+    assert_eq!(connected.number.as_deref(), Some("5550100"));
+    assert!(sipp.wait(WAIT).await, "sipp's call failed");
+    assert!(phones.p202.wait_event("CALL_CLOSED", WAIT).await);
+    // Nothing shows on the other lines.
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, ProviderEvent::Call(r) if r.device != device("202"))),
+        "{seen:#?}"
+    );
+    stop(running).await;
+    drop(bed);
+}
