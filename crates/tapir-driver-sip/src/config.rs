@@ -109,6 +109,11 @@ pub struct SipConfig {
     /// Drop goes through this; without it drop is not offered.
     #[serde(default)]
     pub rpc: Option<RpcEndpoint>,
+    /// How often the lines' registrations are read from Kamailio's usrloc (`ul.dump` over
+    /// `rpc`); a line whose phone is not registered is out of service. Absent: registrations
+    /// are not followed (a registrar without JSON-RPC cannot tell).
+    #[serde(default)]
+    pub registration_poll_ms: Option<u64>,
     /// The user part the provider calls from in 3PCC (its dialogs are hidden from lines).
     #[serde(default = "default_controller_user")]
     pub controller_user: String,
@@ -186,6 +191,7 @@ impl fmt::Debug for SipConfig {
             .field("ranges", &self.ranges)
             .field("credentials", &self.credentials)
             .field("rpc", &self.rpc)
+            .field("registration_poll_ms", &self.registration_poll_ms)
             .field("controller_user", &self.controller_user)
             .finish_non_exhaustive()
     }
@@ -225,6 +231,7 @@ impl SipConfig {
             ranges: Vec::new(),
             credentials: None,
             rpc: None,
+            registration_poll_ms: None,
             controller_user: default_controller_user(),
             alert_info: default_alert_info(),
             subscription_expires_s: default_subscription_expires_s(),
@@ -275,6 +282,15 @@ impl SipConfig {
             return Err(config_error(format!(
                 "rpc.path `{path}` must start with `/` and contain no spaces"
             )));
+        }
+        match self.registration_poll_ms {
+            Some(0) => return Err(config_error("registration_poll_ms must be more than 0")),
+            Some(_) if self.rpc.is_none() => {
+                return Err(config_error(
+                    "registration_poll_ms needs `rpc` (registrations are read with ul.dump)",
+                ));
+            }
+            _ => {}
         }
         if self.subscription_expires_s < 10 {
             return Err(config_error(
@@ -441,9 +457,11 @@ mod tests {
             ranges = [{ first = 201, last = 203, domain = \"127.0.0.1\" }]\n\
             credentials = { username = \"tapir\", password = \"secret\" }\n\
             rpc = { type = \"http\", address = \"127.0.0.1:5071\" }\n\
-            subscription_expires_s = 120\nretry_min_ms = 100\nretry_max_ms = 1000\n";
+            subscription_expires_s = 120\nretry_min_ms = 100\nretry_max_ms = 1000\n\
+            registration_poll_ms = 5000\n";
         let config = parse(text).unwrap();
         assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.registration_poll_ms, Some(5000));
         let lines: Vec<String> = config
             .expand_lines()
             .unwrap()
@@ -495,7 +513,11 @@ mod tests {
     #[test]
     fn validation_names_the_setting_at_fault() {
         type Spoil = fn(&mut SipConfig);
-        let cases: [(Spoil, &str); 12] = [
+        let cases: [(Spoil, &str); 13] = [
+            (
+                |c| c.registration_poll_ms = Some(1000),
+                "registration_poll_ms needs `rpc`",
+            ),
             (
                 |c| c.registrar.host = "kamailio.example".into(),
                 "registrar.host",

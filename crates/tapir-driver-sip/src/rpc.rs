@@ -1,6 +1,8 @@
 //! Kamailio JSON-RPC (module `jsonrpcs`): one request, one reply, over a UDP datagram or
-//! an HTTP POST. Only what drop needs: `dlg.list` and `dlg.end_dlg`.
+//! an HTTP POST. Only what the provider needs: `dlg.list` and `dlg.end_dlg` for drop, and
+//! `ul.dump brief` for the lines' registrations.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -118,6 +120,37 @@ impl Rpc {
     }
 }
 
+impl Rpc {
+    /// The addresses of record registered in usrloc (`ul.dump brief`), lowercased: the bare
+    /// user (`201`) or `user@domain` when the registrar keys them with domains.
+    pub async fn registered(&self) -> Result<BTreeSet<String>, RpcError> {
+        let result = self.call("ul.dump", json!(["brief"])).await?;
+        parse_ul_dump(&result)
+    }
+}
+
+/// Reads `ul.dump brief`: `{"Domains":[{"Domain":{"Domain":"location","AoRs":[{"AoR":"201"}]}}]}`.
+/// A table without registrations may list no `AoRs` at all.
+fn parse_ul_dump(result: &Value) -> Result<BTreeSet<String>, RpcError> {
+    let domains = result
+        .get("Domains")
+        .and_then(Value::as_array)
+        .ok_or_else(|| RpcError::Malformed(format!("ul.dump returned {}", kind_of(result))))?;
+    let mut aors = BTreeSet::new();
+    for domain in domains {
+        let table = domain.get("Domain").unwrap_or(domain);
+        let Some(items) = table.get("AoRs").and_then(Value::as_array) else {
+            continue;
+        };
+        for item in items {
+            if let Some(aor) = item.get("AoR").and_then(Value::as_str) {
+                aors.insert(aor.to_ascii_lowercase());
+            }
+        }
+    }
+    Ok(aors)
+}
+
 /// The `result` of a reply, or its `error`.
 fn read_reply(reply: &[u8]) -> Result<Value, RpcError> {
     let value: Value =
@@ -214,5 +247,22 @@ mod tests {
             Err(RpcError::Malformed(_))
         ));
         assert_eq!(parse_dlg_list(&json!([{"h_entry": 1}])), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn registrations_are_read_from_ul_dump() {
+        let reply = br#"{"jsonrpc":"2.0","result":{"Domains":[{"Domain":{"Domain":"location","Size":1024,"AoRs":[{"AoR":"302"},{"AoR":"Alice@Example.org"}],"Stats":{"Records":2,"Max-Slots":1}}}]},"id":1}"#;
+        let aors = parse_ul_dump(&read_reply(reply).unwrap()).unwrap();
+        assert_eq!(
+            aors.into_iter().collect::<Vec<_>>(),
+            ["302", "alice@example.org"]
+        );
+        let empty =
+            json!({"Domains":[{"Domain":{"Domain":"location","Size":1024,"Stats":{"Records":0}}}]});
+        assert_eq!(parse_ul_dump(&empty), Ok(BTreeSet::new()));
+        assert!(matches!(
+            parse_ul_dump(&json!([1])),
+            Err(RpcError::Malformed(_))
+        ));
     }
 }

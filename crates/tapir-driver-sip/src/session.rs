@@ -10,8 +10,12 @@
 //! subscribes anew (it may have restarted and forgotten them). A single line whose
 //! subscription fails while others work goes out of service on its own (its calls end) and
 //! comes back when its subscription is accepted again.
+//!
+//! With `registration_poll_ms`, usrloc is read over JSON-RPC on that period: a line whose
+//! phone is not registered is out of service too (its calls are still followed: the
+//! subscription works), and back in service once the phone registers again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +70,15 @@ struct LineState {
     notified: bool,
     /// At least one subscription attempt ended (for the first synchronisation).
     tried: bool,
+    /// Whether the phone is registered, when registrations are followed and were read.
+    registered: Option<bool>,
+}
+
+impl LineState {
+    /// In service: subscribed, and not known to be unregistered.
+    fn in_service(&self) -> bool {
+        self.active && self.registered != Some(false)
+    }
 }
 
 /// Runs the provider until shutdown.
@@ -147,6 +160,7 @@ impl Owner {
     async fn run(&mut self) -> Result<(), ProviderError> {
         let (line_tx, mut line_rx) = mpsc::channel(1024);
         let (ping_tx, mut ping_rx) = mpsc::channel(8);
+        let (registration_tx, mut registration_rx) = mpsc::channel(2);
         let stop = self.cx.shutdown.child_token();
         for line in self.lines.clone() {
             let (signal_tx, signal_rx) = mpsc::channel(4);
@@ -175,6 +189,14 @@ impl Owner {
             ping_tx,
             stop.clone(),
         ));
+        if let (Some(period), Some(rpc)) = (self.config.registration_poll_ms, self.rpc.clone()) {
+            self.background.spawn(poll_registrations(
+                rpc,
+                Duration::from_millis(period),
+                registration_tx,
+                stop.clone(),
+            ));
+        }
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             let sync_at = self
@@ -184,6 +206,7 @@ impl Owner {
                 () = self.cx.shutdown.cancelled() => return Ok(()),
                 Some(event) = line_rx.recv() => self.on_line(event).await?,
                 Some(alive) = ping_rx.recv() => self.on_ping(alive).await?,
+                Some(registered) = registration_rx.recv() => self.on_registrations(registered).await?,
                 Some(request) = self.cx.requests.recv() => self.on_request(request).await?,
                 Some(done) = self.commands.join_next(), if !self.commands.is_empty() => {
                     if let Ok(outcome) = done {
@@ -246,12 +269,13 @@ impl Owner {
                 subscription,
             } => {
                 tracing::info!(line = %device.0, %subscription, "dialog subscription active");
-                let was_active = self.states.get(&device).is_some_and(|s| s.active);
+                let was_in_service = self.states.get(&device).is_some_and(LineState::in_service);
                 if let Some(state) = self.states.get_mut(&device) {
                     state.active = true;
                     state.notified = false;
                 }
-                if self.up && !was_active {
+                let in_service = self.states.get(&device).is_some_and(LineState::in_service);
+                if self.up && !was_in_service && in_service {
                     self.send(ProviderEvent::DeviceService {
                         device: device.clone(),
                         in_service: true,
@@ -269,6 +293,7 @@ impl Owner {
                 again_at_once,
             } => {
                 let was_active = self.states.get(&device).is_some_and(|s| s.active);
+                let was_in_service = self.states.get(&device).is_some_and(LineState::in_service);
                 if let Some(state) = self.states.get_mut(&device) {
                     state.active = false;
                     state.notified = false;
@@ -283,7 +308,7 @@ impl Owner {
                 if self.up && !self.states.values().any(|s| s.active) {
                     self.go_down(format!("no line is subscribed: {reason}"))
                         .await?;
-                } else if self.up && was_active {
+                } else if self.up && was_in_service {
                     self.send(ProviderEvent::DeviceService {
                         device,
                         in_service: false,
@@ -366,11 +391,11 @@ impl Owner {
         let out_of_service: Vec<DeviceKey> = self
             .states
             .iter()
-            .filter(|(_, s)| !s.active)
+            .filter(|(_, s)| !s.in_service())
             .map(|(d, _)| d.clone())
             .collect();
         if !out_of_service.is_empty() {
-            tracing::warn!(lines = ?out_of_service, "lines without an active subscription are out of service");
+            tracing::warn!(lines = ?out_of_service, "lines without an active subscription or registration are out of service");
         }
         self.send(ProviderEvent::Synchronized {
             devices,
@@ -421,6 +446,56 @@ impl Owner {
         Ok(())
     }
 
+    /// A reading of usrloc: lines whose registration changed go out of or back in service.
+    async fn on_registrations(
+        &mut self,
+        registered: Result<BTreeSet<String>, String>,
+    ) -> Result<(), ProviderError> {
+        let aors = match registered {
+            Ok(aors) => aors,
+            Err(reason) => {
+                // Unknown is not unregistered: lines keep the state last read.
+                tracing::warn!(%reason, "cannot read registrations");
+                return Ok(());
+            }
+        };
+        let mut changes = Vec::new();
+        for line in &self.lines {
+            let device = device_of(line);
+            let Some(state) = self.states.get_mut(&device) else {
+                continue;
+            };
+            let now = is_registered(line, &aors);
+            let was_in_service = state.in_service();
+            let first = state.registered.is_none();
+            state.registered = Some(now);
+            if first && !now {
+                tracing::info!(line = %line.aor, "the phone is not registered");
+            }
+            if state.in_service() != was_in_service {
+                changes.push((device, now));
+            }
+        }
+        if !self.up {
+            return Ok(());
+        }
+        for (device, registered) in changes {
+            tracing::info!(line = %device.0, registered, "registration changed");
+            let reason = if registered {
+                "the phone registered"
+            } else {
+                "the phone is not registered"
+            };
+            self.send(ProviderEvent::DeviceService {
+                device,
+                in_service: registered,
+                reason: reason.into(),
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn on_request(&mut self, request: ProviderRequest) -> Result<(), ProviderError> {
         let id = request.id;
         if !self.up {
@@ -457,6 +532,17 @@ impl Owner {
             let error = TapiError::new(
                 ErrorKind::InvalidLineState,
                 format!("line {} has no active subscription", line.aor),
+            );
+            return self.complete(request, Err(error)).await;
+        }
+        if self
+            .states
+            .get(&device)
+            .is_some_and(|s| s.registered == Some(false))
+        {
+            let error = TapiError::new(
+                ErrorKind::InvalidLineState,
+                format!("the phone of line {} is not registered", line.aor),
             );
             return self.complete(request, Err(error)).await;
         }
@@ -615,6 +701,43 @@ fn destination(to: &str, domain: &str) -> Result<String, TapiError> {
     Ok(format!("sip:{to}@{domain}"))
 }
 
+/// Whether usrloc's `aors` hold `line`: by bare user, or by `user@host` when the registrar
+/// keys with domains (with or without the configured port).
+fn is_registered(line: &Line, aors: &BTreeSet<String>) -> bool {
+    let user = line.user.to_ascii_lowercase();
+    let domain = line.domain.to_ascii_lowercase();
+    let host = match domain.find(']') {
+        // An IPv6 literal: the port, if any, follows the bracket.
+        Some(end) => &domain[..=end],
+        None => domain.split(':').next().unwrap_or(&domain),
+    };
+    aors.contains(&user)
+        || aors.contains(&format!("{user}@{domain}"))
+        || aors.contains(&format!("{user}@{host}"))
+}
+
+/// Reads the registrations at once and then every `period`, reporting each reading.
+async fn poll_registrations(
+    rpc: Rpc,
+    period: Duration,
+    results: mpsc::Sender<Result<BTreeSet<String>, String>>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let reading = tokio::select! {
+            () = stop.cancelled() => return,
+            reading = rpc.registered() => reading.map_err(|e| e.to_string()),
+        };
+        if results.send(reading).await.is_err() {
+            return;
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = sleep(period) => {}
+        }
+    }
+}
+
 /// Sends an OPTIONS to the registrar every `keepalive_interval_ms`, reporting each result.
 async fn keepalive(
     stack: Arc<Stack>,
@@ -664,6 +787,25 @@ pub async fn options(stack: &Stack, config: &SipConfig) -> Result<(u16, String),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registrations_match_bare_users_or_users_at_the_domain() {
+        let line = |aor: &str| {
+            let config = SipConfig::new("127.0.0.1", 5060, &[aor]);
+            config.expand_lines().unwrap().remove(0)
+        };
+        let aors: BTreeSet<String> = ["201", "alice@example.org", "bob@example.org"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert!(is_registered(&line("sip:201@127.0.0.1"), &aors));
+        assert!(!is_registered(&line("sip:202@127.0.0.1"), &aors));
+        assert!(is_registered(&line("sip:Alice@Example.org"), &aors));
+        assert!(is_registered(&line("sip:bob@example.org:5070"), &aors));
+        assert!(!is_registered(&line("sip:alice@example.net"), &aors));
+        let v6: BTreeSet<String> = ["7@[::1]".to_string()].into_iter().collect();
+        assert!(is_registered(&line("sip:7@[::1]:5060"), &v6));
+    }
 
     #[test]
     fn destinations_are_numbers_or_sip_uris() {

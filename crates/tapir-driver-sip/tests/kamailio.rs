@@ -736,3 +736,48 @@ async fn an_external_caller_from_sipp() {
     stop(running).await;
     drop(bed);
 }
+
+/// With `registration_poll_ms`, a phone that unregisters (baresip un-REGISTERs as it quits)
+/// takes its line out of service, and the line comes back when the phone registers again;
+/// the other lines stay in service throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_that_unregisters() {
+    let _serial = SERIAL.lock().await;
+    init_logging();
+    let (mut bed, _phones) = start_bed(&[]).await;
+    let mut config = config_for(&bed, &["201", "202", "203"]);
+    config.registration_poll_ms = Some(200);
+    let (mut running, events) = start_provider(config, "sip-registration").await;
+    let Some(ProviderEvent::Synchronized { out_of_service, .. }) = events.last() else {
+        unreachable!()
+    };
+    assert!(out_of_service.is_empty(), "{out_of_service:?}");
+
+    bed.stop_ua("203");
+    bed.wait_unregistered("203").await;
+    let events = until(&mut running, "203 out of service", |e| {
+        matches!(e, ProviderEvent::DeviceService { device: d, in_service: false, .. } if *d == device("203"))
+    })
+    .await;
+    let Some(ProviderEvent::DeviceService { reason, .. }) = events.last() else {
+        unreachable!()
+    };
+    assert!(reason.contains("not registered"), "{reason}");
+
+    bed.start_ua("203", "auto");
+    bed.wait_registered("203").await;
+    let events = until(&mut running, "203 back in service", |e| {
+        matches!(e, ProviderEvent::DeviceService { device: d, in_service: true, .. } if *d == device("203"))
+    })
+    .await;
+    assert!(
+        !events.iter().any(|e| match e {
+            ProviderEvent::DeviceService { device: d, .. } => *d != device("203"),
+            ProviderEvent::Call(r) => r.device != device("203"),
+            _ => false,
+        }),
+        "only 203 changed: {events:?}"
+    );
+    stop(running).await;
+    drop(bed);
+}
