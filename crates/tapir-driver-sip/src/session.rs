@@ -114,6 +114,8 @@ struct Owner {
     up: bool,
     registrar_ok: bool,
     sync_deadline: Option<Instant>,
+    /// `Down` was sent since the last `Up` (or at start): it is said once, not per retry.
+    down_reported: bool,
     drops: Vec<PendingDrop>,
 }
 
@@ -149,6 +151,7 @@ impl Owner {
             up: false,
             registrar_ok: true,
             sync_deadline: None,
+            down_reported: false,
             drops: Vec::new(),
             config,
             lines,
@@ -317,6 +320,17 @@ impl Owner {
                     .await?;
                 } else if !self.up {
                     self.synchronize(false).await?;
+                    // Every line tried and none works (a wrong password, say): say so,
+                    // rather than leave the instance starting for ever. Retries go on.
+                    let none_works = self.states.values().all(|s| s.tried && !s.active);
+                    if !self.up && none_works && !self.down_reported {
+                        tracing::warn!(instance = %self.cx.instance, %reason, "no line could subscribe");
+                        self.down_reported = true;
+                        self.send(ProviderEvent::Down {
+                            reason: format!("no line could subscribe: {reason}"),
+                        })
+                        .await?;
+                    }
                 }
             }
             LineEvent::Notify { device, notify } => {
@@ -371,6 +385,7 @@ impl Owner {
         }
         self.sync_deadline = None;
         self.up = true;
+        self.down_reported = false;
         self.send(ProviderEvent::Up).await?;
         let devices = self
             .lines
@@ -416,6 +431,7 @@ impl Owner {
             state.notified = false;
         }
         if was_up {
+            self.down_reported = true;
             self.send(ProviderEvent::Down { reason }).await?;
         }
         Ok(())

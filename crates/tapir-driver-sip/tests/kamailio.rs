@@ -11,7 +11,7 @@ mod testbed;
 
 use std::time::Duration;
 
-use tapir_driver_sip::{RpcEndpoint, SipConfig, SipProvider};
+use tapir_driver_sip::{Credentials, RpcEndpoint, SipConfig, SipProvider, Transport};
 use tapir_model::{ErrorKind, Party, RequestId};
 use tapir_provider::testing::RunningProvider;
 use tapir_provider::{
@@ -780,4 +780,149 @@ async fn a_phone_that_unregisters() {
     );
     stop(running).await;
     drop(bed);
+}
+
+/// Everything the provider logs while a test runs, to look for secrets in it.
+#[derive(Clone, Default)]
+struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut log) = self.0.lock() {
+            log.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = LogCapture;
+    fn make_writer(&'a self) -> LogCapture {
+        self.clone()
+    }
+}
+
+impl LogCapture {
+    fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|log| String::from_utf8_lossy(&log).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// Kamailio challenges every request (`WITH_AUTH`) and the provider speaks TCP: with the
+/// right password it subscribes and makes a call; with a wrong one the instance is down with
+/// a reason naming the refusal. The password appears in no log line at any level.
+///
+/// The runtime is single-threaded so that the thread-local log capture sees every task.
+#[tokio::test]
+async fn digest_authentication_over_tcp() {
+    let _serial = SERIAL.lock().await;
+    let capture = LogCapture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let (bed, mut phones) = start_bed(&["WITH_AUTH"]).await;
+
+    // An unauthenticated provider is refused: Kamailio really challenges.
+    let mut config = config_for(&bed, &["201", "202", "203"]);
+    config.registrar.transport = Transport::Tcp;
+    config.credentials = Some(Credentials {
+        username: "tapir".into(),
+        password: "wrong-Pa55word-7431".into(),
+        realm: None,
+    });
+    let provider = SipProvider::new(config.clone()).expect("valid config");
+    let mut running = RunningProvider::start(Box::new(provider), "sip-auth-wrong");
+    let events = until(&mut running, "Down for the wrong password", |e| {
+        matches!(e, ProviderEvent::Down { .. })
+    })
+    .await;
+    let Some(ProviderEvent::Down { reason }) = events.last() else {
+        unreachable!()
+    };
+    assert!(
+        ["401", "403", "407"]
+            .iter()
+            .any(|code| reason.contains(code)),
+        "{reason}"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, ProviderEvent::Up)),
+        "{events:?}"
+    );
+    stop(running).await;
+
+    config.credentials = Some(Credentials {
+        username: "tapir".into(),
+        password: "secret".into(),
+        realm: None,
+    });
+    let (mut running, events) = start_provider(config, "sip-auth").await;
+    let Some(ProviderEvent::Synchronized { out_of_service, .. }) = events.last() else {
+        unreachable!()
+    };
+    assert!(out_of_service.is_empty(), "{out_of_service:?}");
+
+    // Make call 201 -> 203: the INVITE to 201's phone is challenged too.
+    phones.p201.cmd("answermode", Some("auto")).await;
+    let make = command(
+        &running,
+        1,
+        ProviderCommand::MakeCall {
+            device: device("201"),
+            to: "203".into(),
+        },
+    )
+    .await;
+    let mut seen = until(
+        &mut running,
+        "make call completion",
+        |e| matches!(e, ProviderEvent::Completed { request, .. } if *request == make),
+    )
+    .await;
+    let Some(Ok(Completion::Call(made))) = completion(&seen, make).cloned() else {
+        panic!("make call failed: {seen:#?}");
+    };
+    until_call(&mut running, &mut seen, "201", &made, "connected").await;
+    until_all(&mut running, &["203"], "connected", &mut seen).await;
+    phones.p203.cmd("hangup", None).await;
+    until_call(&mut running, &mut seen, "201", &made, "idle").await;
+    stop(running).await;
+    // The provider's SUBSCRIBEs (From tapir) reached Kamailio over TCP.
+    let kamailio = bed.kamailio_log();
+    let subscribes: Vec<&str> = kamailio
+        .lines()
+        .filter(|l| l.contains("SUBSCRIBE") && l.contains("from=sip:tapir@"))
+        .collect();
+    assert!(!subscribes.is_empty(), "no SUBSCRIBE from tapir logged");
+    assert!(
+        subscribes.iter().all(|l| l.contains("proto=tcp")),
+        "{subscribes:#?}"
+    );
+    drop(bed);
+
+    let log = capture.text();
+    assert!(
+        log.contains("dialog subscription active"),
+        "the log is captured"
+    );
+    for secret in ["wrong-Pa55word-7431", "secret"] {
+        assert!(
+            !log.contains(secret),
+            "the password `{secret}` is in the log: {}",
+            log.lines()
+                .filter(|l| l.contains(secret))
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
 }

@@ -190,6 +190,16 @@ impl Bed {
         }
     }
 
+    /// The log of the Kamailio started last.
+    pub fn kamailio_log(&self) -> String {
+        std::fs::read_to_string(
+            self.dir
+                .join(format!("kam-{}", self.runs))
+                .join("kamailio.log"),
+        )
+        .unwrap_or_default()
+    }
+
     /// Stops Kamailio (SIGTERM, then SIGKILL) and waits for it.
     pub fn stop_kamailio(&mut self) {
         if let Some(process) = self.kamailio.take() {
