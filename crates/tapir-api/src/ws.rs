@@ -20,7 +20,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::Deserialize;
 use tapir_access::Accounts;
 use tapir_core::{EngineHandle, Sequenced, Subscription, SubscriptionStart};
@@ -36,6 +36,10 @@ use crate::error::ApiError;
 
 /// The largest client message accepted; commands are small.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// The most queued events one write carries; a bound, so that a client's own messages and
+/// results are never held back long behind a flood of events.
+const WRITE_BATCH: usize = 256;
 
 /// How often a session checks that its token is still valid, changes or not.
 const RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
@@ -149,14 +153,17 @@ impl Session {
                 Some(result) = self.results.next(), if !self.results.is_empty() => {
                     self.send(&result).await?;
                 }
-                event = next_event(&mut self.events) => match event {
-                    Ok(event) => self.forward(&event).await?,
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::info!(missed, "WebSocket client fell behind; resuming");
-                        self.subscribe(Some(self.last_seq)).await?;
+                event = next_event(&mut self.events) => {
+                    match event {
+                        Ok(event) => {
+                            self.forward(&event).await?;
+                            self.forward_queued().await?;
+                        }
+                        Err(broadcast::error::RecvError::Lagged(missed)) => self.resume(missed).await?,
+                        Err(broadcast::error::RecvError::Closed) => return Err(SessionEnd::EngineStopped),
                     }
-                    Err(broadcast::error::RecvError::Closed) => return Err(SessionEnd::EngineStopped),
-                },
+                    self.socket.flush().await?;
+                }
                 incoming = self.socket.recv() => match incoming {
                     None | Some(Ok(Message::Close(_))) => return Ok(()),
                     Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await?,
@@ -168,6 +175,32 @@ impl Session {
                 },
             }
         }
+    }
+
+    /// Forwards the events already waiting, up to a batch, so that a busy stream goes out in
+    /// few writes (one flush for the batch) rather than one write per event.
+    async fn forward_queued(&mut self) -> Result<(), SessionEnd> {
+        for _ in 0..WRITE_BATCH {
+            let Some(events) = self.events.as_mut() else {
+                return Ok(());
+            };
+            match events.try_recv() {
+                Ok(event) => self.forward(&event).await?,
+                Err(broadcast::error::TryRecvError::Empty) => return Ok(()),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                    return self.resume(missed).await;
+                }
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    return Err(SessionEnd::EngineStopped);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn resume(&mut self, missed: u64) -> Result<(), SessionEnd> {
+        tracing::info!(missed, "WebSocket client fell behind; resuming");
+        self.subscribe(Some(self.last_seq)).await
     }
 
     async fn send(&mut self, message: &ServerMessage) -> Result<(), SessionEnd> {
@@ -275,6 +308,7 @@ impl Session {
                 for event in missed {
                     self.forward(&event).await?;
                 }
+                self.socket.flush().await?;
                 Ok(())
             }
         }
@@ -302,7 +336,8 @@ impl Session {
             // ready must still go first, as the engine answered them before publishing.
             self.send_ready_results().await?;
             let text = self.encoded.text(event);
-            self.socket.send(Message::Text(text)).await?;
+            // Written out by the caller's flush, with the rest of its batch.
+            self.socket.feed(Message::Text(text)).await?;
         }
         Ok(())
     }
