@@ -335,7 +335,20 @@ impl Owner {
             }
             LineEvent::Notify { device, notify } => {
                 let mut out = Vec::new();
-                match dialog_info::parse(&notify.body) {
+                if notify.truncated {
+                    // Documents list every dialog of the last seconds: a busy line's outgrow
+                    // a UDP datagram rsipstack reads. Only TCP carries them whole.
+                    tracing::warn!(line = %device.0, received = notify.body.len(),
+                        "dialog-info NOTIFY cut short (larger than the SIP stack's 8 KB UDP buffer) and ignored; \
+                         use registrar transport = \"tcp\" for busy lines");
+                }
+                let parsed = if notify.truncated {
+                    Err(dialog_info::DialogInfoError::TooLarge)
+                } else {
+                    dialog_info::parse(&notify.body)
+                };
+                match parsed {
+                    Err(_) if notify.truncated => {}
                     Err(error) => {
                         tracing::warn!(line = %device.0, %error,
                             body = %String::from_utf8_lossy(&notify.body[..notify.body.len().min(512)]),

@@ -45,6 +45,9 @@ pub struct DialogNotify {
     /// `active`, `pending` or `terminated` (the value before `;`).
     pub state: String,
     pub body: Vec<u8>,
+    /// The body is shorter than its Content-Length: the datagram was cut at rsipstack's
+    /// 8 KB UDP receive buffer.
+    pub truncated: bool,
 }
 
 /// Subscription Call-ID → who receives its NOTIFYs.
@@ -358,10 +361,14 @@ async fn route(
         let state = header(request, "Subscription-State")
             .and_then(|s| s.split(';').next().map(|v| v.trim().to_ascii_lowercase()))
             .unwrap_or_default();
+        let truncated = header(request, "Content-Length")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .is_some_and(|declared| request.body.len() < declared);
         let notify = DialogNotify {
             subscription: call_id,
             state,
             body: request.body.clone(),
+            truncated,
         };
         tx.reply(StatusCode::OK).await.map_err(|e| e.to_string())?;
         // A full queue means the owner is far behind; the next NOTIFY is a full state again.

@@ -926,3 +926,208 @@ async fn digest_authentication_over_tcp() {
         );
     }
 }
+
+/// A sipp UAS behind a record-routing proxy: rings (180), answers 300 ms later (so that the
+/// 180 and 200 cannot be reordered by Kamailio's workers, and the callee's dialog is early
+/// before it is confirmed), then waits for the caller's BYE.
+const UAS: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="uas">
+  <recv request="INVITE" crlf="true"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Record-Route:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]>
+  </send>
+  <pause milliseconds="300"/>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Record-Route:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+    ]]>
+  </send>
+  <recv request="ACK" optional="true" crlf="true"/>
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <timewait milliseconds="4000"/>
+</scenario>
+"#;
+
+/// Calls per second of the load run, and its length in seconds.
+const LOAD_RATE: u32 = 50;
+const LOAD_SECONDS: u32 = 10;
+/// Called lines: sipp's UAS answers for all of them (registered with `ul.add`); each call
+/// from caller 4xx goes to line 3xx, round robin, so no line's document grows large.
+const LOAD_LINES: u32 = 20;
+
+/// A short bounded load run: sipp calls sipp through Kamailio at `LOAD_RATE` calls/s for
+/// `LOAD_SECONDS` while the provider watches the called lines; every call is seen offering
+/// and then idle, on the line it was made to. No timing is asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_load_run_is_seen_call_by_call() {
+    let _serial = SERIAL.lock().await;
+    init_logging();
+    let mut bed = Bed::new();
+    bed.shm_mb = 512;
+    bed.start_kamailio().await;
+    let uas = bed.start_sipp(
+        "uas-load",
+        &[
+            "-sf".into(),
+            bed.scenario("uas.xml", UAS).display().to_string(),
+        ],
+    );
+    let users: Vec<String> = (1..=LOAD_LINES).map(|n| format!("{}", 300 + n)).collect();
+    for user in &users {
+        bed.ul_add(user, &format!("sip:{user}@127.0.0.1:{}", uas.port))
+            .await;
+    }
+    let lines: Vec<&str> = users.iter().map(String::as_str).collect();
+    let mut config = config_for(&bed, &lines);
+    // Over TCP: a called line's document lists every dialog of the last ~10 s (terminated
+    // ones linger), more than the 8 KB a UDP NOTIFY may carry into rsipstack.
+    config.registrar.transport = Transport::Tcp;
+    // The load keeps Kamailio busy: a keep-alive answered late must not take the lines down.
+    config.request_timeout_ms = 4_000;
+    config.keepalive_interval_ms = 1_000;
+    let (mut running, _) = start_provider(config, "sip-load").await;
+
+    let mut csv = String::from("SEQUENTIAL\n");
+    for n in 1..=LOAD_LINES {
+        csv.push_str(&format!("{};{}\n", 400 + n, 300 + n));
+    }
+    let calls = LOAD_RATE * LOAD_SECONDS;
+    let mut uac = bed.start_sipp(
+        "uac-load",
+        &[
+            format!("127.0.0.1:{}", bed.ports.sip),
+            "-sf".into(),
+            bed.scenario("uac.xml", UAC).display().to_string(),
+            "-inf".into(),
+            bed.scenario("load.csv", &csv).display().to_string(),
+            "-r".into(),
+            LOAD_RATE.to_string(),
+            "-m".into(),
+            calls.to_string(),
+            "-l".into(),
+            (LOAD_RATE * 4 + 20).to_string(),
+            "-d".into(),
+            "1000".into(),
+            "-timeout".into(),
+            "90s".into(),
+            "-timeout_error".into(),
+            "-recv_timeout".into(),
+            "15000".into(),
+            "-trace_err".into(),
+        ],
+    );
+
+    // Read the provider's reports while sipp runs, then until every call is idle.
+    let mut offering = std::collections::BTreeMap::<CallRef, DeviceKey>::new();
+    let mut idle = std::collections::BTreeSet::<CallRef>::new();
+    let mut other = Vec::new();
+    let mut sipp_ok = None;
+    let mut quiet_since = tokio::time::Instant::now();
+    let limit = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(event) = running.next_event(Duration::from_millis(100)).await {
+            quiet_since = tokio::time::Instant::now();
+            match event {
+                ProviderEvent::Call(report) => match report.state.name() {
+                    "offering" => {
+                        assert_eq!(
+                            report.called.number.as_deref(),
+                            report
+                                .device
+                                .0
+                                .strip_prefix("sip:")
+                                .and_then(|a| a.split('@').next()),
+                            "{report:?}"
+                        );
+                        offering.insert(report.call.clone(), report.device.clone());
+                    }
+                    "idle" => {
+                        idle.insert(report.call.clone());
+                    }
+                    _ => {}
+                },
+                event => other.push(event),
+            }
+        }
+        if sipp_ok.is_none() {
+            sipp_ok = uac.finished();
+        }
+        // Every call seen and ended (the count is only known once sipp ends).
+        let all_seen = sipp_ok.is_some()
+            && idle.len() >= uac.successful_calls().unwrap_or(u64::from(calls)) as usize
+            && offering.keys().all(|c| idle.contains(c));
+        let settled =
+            sipp_ok.is_some() && (all_seen || quiet_since.elapsed() > Duration::from_secs(20));
+        if settled || tokio::time::Instant::now() > limit {
+            break;
+        }
+    }
+    assert!(sipp_ok.is_some(), "sipp did not end");
+    // On a starved CI box Kamailio may time a few calls out (408); those need not be seen,
+    // but every call sipp completed must be.
+    let successful = uac.successful_calls().expect("sipp's statistics") as usize;
+    assert!(
+        successful * 10 >= calls as usize * 9,
+        "only {successful} of {calls} calls succeeded"
+    );
+    if successful < calls as usize {
+        eprintln!("load run: {successful} of {calls} calls succeeded at sipp");
+    }
+    assert!(
+        other.is_empty(),
+        "no service change or Down under load: {other:?}"
+    );
+    let never_idle: Vec<&CallRef> = offering.keys().filter(|c| !idle.contains(c)).collect();
+    let never_offered: Vec<&CallRef> = idle.iter().filter(|c| !offering.contains_key(c)).collect();
+    assert!(
+        never_idle.is_empty() && never_offered.is_empty(),
+        "offered but never idle: {never_idle:?}; idle but never offered: {never_offered:?}"
+    );
+    assert!(
+        offering.len() >= successful,
+        "every call is seen: {} seen, {successful} made",
+        offering.len()
+    );
+    stop(running).await;
+    drop(uas);
+    drop(bed);
+}

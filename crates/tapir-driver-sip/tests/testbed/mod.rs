@@ -570,6 +570,28 @@ impl Sipp {
     }
 }
 
+impl Sipp {
+    /// `Some(success)` once sipp has ended by itself, `None` while it runs.
+    pub fn finished(&mut self) -> Option<bool> {
+        let process = self.process.as_mut()?;
+        let status = process.child.try_wait().ok().flatten()?;
+        if !status.success() {
+            show_tail(&self.log, 60);
+        }
+        self.process = None;
+        Some(status.success())
+    }
+}
+
+impl Sipp {
+    /// The count of successful calls in sipp's final statistics (its log), once it ended.
+    pub fn successful_calls(&self) -> Option<u64> {
+        let log = std::fs::read_to_string(&self.log).ok()?;
+        let line = log.lines().rev().find(|l| l.contains("Successful call"))?;
+        line.rsplit('|').next()?.trim().parse().ok()
+    }
+}
+
 impl Drop for Sipp {
     fn drop(&mut self) {
         if let Some(process) = self.process.take() {
