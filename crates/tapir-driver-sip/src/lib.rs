@@ -16,8 +16,9 @@
 //!   answers, and the dispatch of incoming requests.
 //! - `subscription`: one line's dialog subscription: subscribe, refresh, resubscribe.
 //! - `control`: make call by 3PCC (INVITE, REFER, NOTIFY sipfrag, BYE) and drop.
-//! - `rpc`: Kamailio JSON-RPC over UDP datagrams or HTTP.
-//! - `session`: the owner loop: lines, keep-alive, reports, commands, shutdown.
+//! - `rpc`: Kamailio JSON-RPC over UDP datagrams or HTTP (dialogs, registrations).
+//! - `session`: the owner loop: lines, their service (subscription, registration),
+//!   keep-alive, reports, commands, shutdown.
 //! - `provider`: [`SipProvider`] and the connection test (an OPTIONS ping).
 
 mod config;
