@@ -498,6 +498,22 @@ scenario('7. transfer asks for the number in a dialog', async () => {
   await card.waitFor({ state: 'detached' });
   await page.locator(`li.call[data-line="${line['203']}"]`).filter({ hasText: 'Offering' }).waitFor();
   await clearCalls();
+  // Park: 202 parks its caller, the notice names the place; Unpark takes it onto 203.
+  const waiting = await api('POST', `/lines/${line['201']}/calls`, { to: '202' });
+  await api('POST', `/lines/${line['202']}/sim`, { action: 'off_hook' });
+  await page.locator(`li.call[data-call="${waiting.call}"] .state`).filter({ hasText: 'Connected' }).waitFor();
+  const parker = page.locator(`li.call[data-line="${line['202']}"]`);
+  await parker.locator('[data-action="park"]').click();
+  await page.locator('#notices .notice').filter({ hasText: /parked at 701/ }).waitFor();
+  await parker.waitFor({ state: 'detached' });
+  await page.selectOption('#dial-line', String(line['203']));
+  await page.fill('#dial-number', '701');
+  await page.click('#unpark-button');
+  const taken = page.locator(`li.call[data-line="${line['203']}"]`);
+  await taken.locator('.state').filter({ hasText: 'Connected' }).waitFor();
+  await taken.locator('.origin').filter({ hasText: 'unpark' }).waitFor();
+  await shot(page, '7-park-and-unpark');
+  await clearCalls();
   // An impossible command is answered with a readable error in the alert region.
   await page.fill('#dial-number', '201');
   await page.selectOption('#dial-line', String(line['201']));

@@ -23,6 +23,7 @@ const ACTIONS = [
   { feature: 'consult', label: 'Consult…', ask: 'Consult with', optional: true },
   { feature: 'complete_transfer', label: 'Complete transfer', optional: true },
   { feature: 'conference', label: 'Conference' },
+  { feature: 'park', label: 'Park', optional: true },
   { feature: 'drop', label: 'Drop', danger: true },
 ];
 
@@ -43,6 +44,8 @@ export function createOperatorView(panel, ctx) {
     placeholder: 'e.g. 202 or +49 30 1234567', required: true,
   });
   const dialButton = h('button', { type: 'submit', class: 'primary', id: 'dial-button', text: 'Dial' });
+  // A parked call is taken back by its park place, typed where a number goes.
+  const unparkButton = h('button', { type: 'button', id: 'unpark-button', text: 'Unpark' });
   // Numbers come from e-mails and web pages with spaces, dashes and brackets: keep what dials.
   number.addEventListener('paste', (e) => {
     const text = e.clipboardData?.getData('text');
@@ -56,7 +59,8 @@ export function createOperatorView(panel, ctx) {
     field('From line', lineSelect),
     field('Number', number),
     dialButton,
-    h('small', { id: 'dial-hint', class: 'hint', text: 'Press Enter to dial. Spaces, dashes and brackets in pasted numbers are removed.' }));
+    unparkButton,
+    h('small', { id: 'dial-hint', class: 'hint', text: 'Press Enter to dial. Spaces, dashes and brackets in pasted numbers are removed. Unpark takes the call parked at the place typed as the number.' }));
   dialForm.addEventListener('submit', async (e) => {
     e.preventDefault();
     const to = cleanNumber(number.value);
@@ -71,6 +75,22 @@ export function createOperatorView(panel, ctx) {
     if (result) {
       number.value = '';
       showNotice(`Dialling ${to} from ${lineText(store.lines.get(line))}.`);
+    }
+  });
+
+  unparkButton.addEventListener('click', async () => {
+    const from = cleanNumber(number.value);
+    const line = Number(lineSelect.value);
+    if (!from || !line) {
+      showError(!line ? 'There is no line you may take a call onto.' : 'Enter the park place, e.g. 701.');
+      return;
+    }
+    unparkButton.disabled = true;
+    const result = await ctx.command({ command: 'unpark', line, from }, `Could not unpark ${from}`);
+    unparkButton.disabled = false;
+    if (result) {
+      number.value = '';
+      showNotice(`Taking the call parked at ${from} onto ${lineText(store.lines.get(line))}.`);
     }
   });
 
@@ -224,7 +244,9 @@ export function createOperatorView(panel, ctx) {
       if (!to) return;
       fields.to = to;
     }
-    await ctx.command(fields, `Could not ${action.label.replace('…', '').toLowerCase()} call ${call.id}`);
+    const result = await ctx.command(fields, `Could not ${action.label.replace('…', '').toLowerCase()} call ${call.id}`);
+    // Whoever takes a parked call back needs its place.
+    if (result?.parked_at) showNotice(`Call ${call.id} parked at ${result.parked_at}.`);
   }
 
   return {
