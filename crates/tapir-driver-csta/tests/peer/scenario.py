@@ -9,9 +9,24 @@
 #         for the phone coming back (BackInServiceEvent).
 #   1099  MonitorStart is refused (deviceOutOfService).
 #   1200  GetForwarding and GetDoNotDisturb are never answered (a switch without them).
+#   15xx  (the fault tests) MakeCall answered with a callID; the call is kept here, so that
+#         the snapshot of every later connection lists it until the test hangs it up.
+#   1599  MakeCall is never answered (a request in flight when the link drops).
 #   any   MakeCall: MakeCallResponse, ServiceInitiated, Originated, Delivered.
+# Faults are driven by lines on stdin, each acknowledged with "peer: done <line>":
+#   drop              close the connection (the provider must reconnect)
+#   hangup DEVICE     forget DEVICE's calls without telling anyone (they end while down)
+#   garbage           bytes that are not a frame
+#   oversized         a 70,000-byte frame, its length written in 32 bits as pyssimist's own
+#                     reader expects (more than the 16-bit header can describe)
+#   malformed         a well-framed event whose XML is broken
+#   incoming DEVICE CALLID   a DeliveredEvent: CALLID alerts at DEVICE
+#   deaf              stop answering SystemStatus (keep-alives) on this connection
+# Every message received is printed as "peer: got NAME INVOKE", every MonitorStart as
+# "peer: monitor DEVICE", every new connection as "peer: accepted".
 # Usage: scenario.py PORT SECONDS. Prints "ready" once listening.
-import sys, time
+import socket, sys, threading, time
+import common.server as server_module
 from common.server import CstaServer, SipServer
 
 ED4 = "http://www.ecma-international.org/standards/ecma-323/csta/ed4"
@@ -30,11 +45,31 @@ def _upatched(self, *a, **k):
 CstaUser.__init__ = _upatched
 
 
+
+
+def say(line):
+    print("peer: " + line, flush=True)
+
+
+# What outlives a connection (the switch's calls) and what belongs to one (deafness).
+calls = {}  # device -> [callID]
+deaf = False
+sequence = 0
+
+
 def send_raw(srv, invoke, root, body):
     xml = '<?xml version="1.0" encoding="UTF-8"?><%s xmlns="%s">%s</%s>' % (root, ED4, body, root)
     data = xml.encode()
     frame = (len(data) + 8).to_bytes(4, "big") + b"%04d" % invoke + data
     srv.csta_endpoint.link.socket.sendall(frame)
+
+
+_parse = server_module.parseBytes
+def _parse_logged(data):
+    message = _parse(data)
+    say("got %s %s" % (message.event, message.eventid))
+    return message
+server_module.parseBytes = _parse_logged
 
 
 def cross_ref(srv, device):
@@ -47,6 +82,7 @@ def monitor_start(srv, msg):
         send_raw(srv, msg.eventid, "CSTAErrorCode",
                  "<systemResourceAvailibility>deviceOutOfService</systemResourceAvailibility>")
         return
+    say("monitor " + device)
     _monitor_user(srv, msg)
     if device == "1003":
         send_raw(srv, 9999, "OutOfServiceEvent",
@@ -62,6 +98,11 @@ def call_info(call_id, device, state):
 
 def snapshot_device(srv, msg):
     device = msg["snapshotObject"]
+    if device.startswith("15"):
+        infos = "".join(call_info(call, device, "connected") for call in calls.get(device, []))
+        send_raw(srv, msg.eventid, "SnapshotDeviceResponse",
+                 "<crossRefIDorSnapshotData><snapshotData>%s</snapshotData></crossRefIDorSnapshotData>" % infos)
+        return
     if device != "1001":
         _snapshot_device(srv, msg)
         return
@@ -102,7 +143,36 @@ def set_do_not_disturb(srv, msg):
         send_raw(srv, 5000, "MonitorStop", "<monitorCrossRefID>%s</monitorCrossRefID>" % cross_ref(srv, device))
 
 
+def connection(call, device):
+    return "<callID>%s</callID><deviceID>%s</deviceID>" % (call, device)
+
+
+def make_call_kept(srv, msg, device, called):
+    global sequence
+    if device == "1599":
+        return
+    sequence += 1
+    call = "K%s-%d" % (device, sequence)
+    calls.setdefault(device, []).append(call)
+    ref = "<monitorCrossRefID>%s</monitorCrossRefID>" % cross_ref(srv, device)
+    send_raw(srv, msg.eventid, "MakeCallResponse", "<callingDevice>%s</callingDevice>" % connection(call, device))
+    send_raw(srv, 9999, "ServiceInitiatedEvent",
+             ref + "<initiatedConnection>%s</initiatedConnection><initiatingDevice><deviceIdentifier>%s</deviceIdentifier></initiatingDevice>"
+             "<localConnectionInfo>initiated</localConnectionInfo><cause>makeCall</cause>" % (connection(call, device), device))
+    send_raw(srv, 9999, "OriginatedEvent",
+             ref + "<originatedConnection>%s</originatedConnection><callingDevice><deviceIdentifier>%s</deviceIdentifier></callingDevice>"
+             "<calledDevice><deviceIdentifier>%s</deviceIdentifier></calledDevice><localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>"
+             % (connection(call, device), device, called))
+    send_raw(srv, 9999, "DeliveredEvent",
+             ref + "<connection>%s</connection><alertingDevice><deviceIdentifier>%s</deviceIdentifier></alertingDevice>"
+             "<callingDevice><deviceIdentifier>%s</deviceIdentifier></callingDevice><calledDevice><deviceIdentifier>%s</deviceIdentifier></calledDevice>"
+             "<localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>" % (connection(call, device), called, device, called))
+
+
 def make_call(srv, msg):
+    if msg["callingDevice"].startswith("15"):
+        make_call_kept(srv, msg, msg["callingDevice"], msg["calledDirectoryNumber"])
+        return
     a = srv.get_user(msg["callingDevice"])
     b = msg["calledDirectoryNumber"]
     a.update_incoming_transactions(msg)
@@ -120,16 +190,69 @@ def make_call(srv, msg):
     srv.send("DeliveredEvent", to_user=a)
 
 
-# pyssimist registers its own MonitorStart and SnapshotDevice handlers when it starts, and a
-# second registration would race the first, so its methods are replaced before it starts.
+def system_status(srv, msg):
+    if deaf:
+        say("ignored SystemStatus")
+        return
+    _system_status(srv, msg)
+
+
+def accept(srv, sock):
+    global deaf
+    deaf = False
+    _accept(srv, sock)
+    say("accepted")
+
+
+def control(srv):
+    global deaf
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        link = srv.csta_endpoint.link
+        if words[0] == "drop":
+            # shutdown, not close: pyssimist's makefile() keeps the descriptor open past close().
+            link.socket.shutdown(socket.SHUT_RDWR)
+        elif words[0] == "hangup":
+            calls.pop(words[1], None)
+        elif words[0] == "garbage":
+            link.socket.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        elif words[0] == "oversized":
+            head, tail = b'<?xml version="1.0"?><DeliveredEvent>', b"</DeliveredEvent>"
+            body = head + b"x" * (70000 - 8 - len(head) - len(tail)) + tail
+            link.socket.sendall((len(body) + 8).to_bytes(4, "big") + b"9999" + body)
+        elif words[0] == "malformed":
+            send_raw(srv, 9999, "DeliveredEvent", "<monitorCrossRefID>0</monitorCrossRefID><connection><callID>")
+        elif words[0] == "incoming":
+            device, call = words[1], words[2]
+            send_raw(srv, 9999, "DeliveredEvent",
+                     "<monitorCrossRefID>%s</monitorCrossRefID><connection>%s</connection>"
+                     "<alertingDevice><deviceIdentifier>%s</deviceIdentifier></alertingDevice>"
+                     "<callingDevice><deviceIdentifier>4711</deviceIdentifier></callingDevice>"
+                     "<calledDevice><deviceIdentifier>%s</deviceIdentifier></calledDevice>"
+                     "<localConnectionInfo>alerting</localConnectionInfo><cause>newCall</cause>"
+                     % (cross_ref(srv, device), connection(call, device), device, device))
+        elif words[0] == "deaf":
+            deaf = True
+        say("done " + line.strip())
+
+
+# pyssimist registers its own MonitorStart, SnapshotDevice and SystemStatus handlers when it
+# starts, and a second registration would race the first, so its methods are replaced before.
 _monitor_user = CstaServer.monitor_user
 _snapshot_device = CstaServer.snapshot_device
+_system_status = CstaServer.system_status
+_accept = CstaServer.accept_wrapper
 CstaServer.monitor_user = staticmethod(monitor_start)
 CstaServer.snapshot_device = staticmethod(snapshot_device)
+CstaServer.system_status = staticmethod(system_status)
+CstaServer.accept_wrapper = accept
 
 port = int(sys.argv[1])
 srv = CstaServer("127.0.0.1", port)
 srv.serve_in_background()
+threading.Thread(target=control, args=(srv,), daemon=True).start()
 srv.on("GetForwarding", get_forwarding)
 srv.on("GetDoNotDisturb", get_do_not_disturb)
 srv.on("SetDoNotDisturb", set_do_not_disturb)

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -70,6 +70,7 @@ pub fn scenario_peer(seconds: u32) -> Peer {
     let mut child = Command::new(python())
         .arg(&script)
         .args([port.to_string(), seconds.to_string()])
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -137,4 +138,128 @@ pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(&cert, issued.cert.pem()).expect("write the certificate");
     std::fs::write(&key, issued.signing_key.serialize_pem()).expect("write the key");
     (cert, key)
+}
+
+/// The scenario peer under a test's control: faults are lines on its stdin, and what it
+/// received comes back as its `peer: ` lines on stdout.
+pub struct Controlled {
+    pub peer: Peer,
+    stdin: std::process::ChildStdin,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Every `peer: ` line read so far, oldest first, without the prefix.
+    pub seen: Vec<String>,
+}
+
+/// How long a test waits for the peer: generous, for a slow, busy CI machine.
+pub const PEER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Controlled {
+    /// Sends `command` (see `tests/peer/scenario.py`) and waits until the peer has carried it out.
+    pub async fn tell(&mut self, command: &str) {
+        writeln!(self.stdin, "{command}").expect("write to the scenario peer");
+        self.stdin.flush().expect("flush the scenario peer's stdin");
+        self.wait_for(&format!("done {command}")).await;
+    }
+
+    /// Reads the peer's lines until one equals `line`; panics after [`PEER_WAIT`].
+    pub async fn wait_for(&mut self, line: &str) {
+        self.wait_until(line, |seen| seen.iter().any(|l| l == line))
+            .await;
+    }
+
+    /// Reads the peer's lines until `done` holds of all lines so far; panics after
+    /// [`PEER_WAIT`], naming `what`.
+    pub async fn wait_until(&mut self, what: &str, done: impl Fn(&[String]) -> bool) {
+        let read = tokio::time::timeout(PEER_WAIT, async {
+            loop {
+                self.drain();
+                if done(&self.seen) {
+                    return true;
+                }
+                match self.lines.recv().await {
+                    Some(next) => self.seen.push(next),
+                    None => return done(&self.seen),
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            read,
+            Ok(true),
+            "the peer never showed {what}; it said {:?}",
+            self.seen
+        );
+    }
+
+    /// Takes in every line the peer has written by now.
+    pub fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
+    /// The lines since the `n`-th (1-based) `accepted`, i.e. what the peer received on that
+    /// connection (so far).
+    pub fn on_connection(&mut self, n: usize) -> Vec<String> {
+        self.drain();
+        connection(&self.seen, n)
+    }
+}
+
+/// The lines of `seen` after its `n`-th (1-based) `accepted` and before the next.
+pub fn connection(seen: &[String], n: usize) -> Vec<String> {
+    seen.iter()
+        .skip_while({
+            let mut accepts = 0;
+            move |l| {
+                if l.as_str() == "accepted" {
+                    accepts += 1;
+                }
+                accepts < n
+            }
+        })
+        .skip(1)
+        .take_while(|l| l.as_str() != "accepted")
+        .cloned()
+        .collect()
+}
+
+/// pyssimist with the scenario glue on a free port for `seconds`, taking faults on stdin.
+pub async fn controlled_peer(seconds: u32) -> Controlled {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peer/scenario.py");
+    let port = free_port();
+    let mut child = Command::new(python())
+        .arg(&script)
+        .args([port.to_string(), seconds.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the pyssimist scenario peer");
+    let stdin = child.stdin.take().expect("piped stdin");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    // A plain thread: the pipe is blocking, and it must be read even while the test awaits.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(said) = line.strip_prefix("peer: ") {
+                let _ = tx.send(said.to_owned());
+            } else if line == "ready" {
+                let _ = tx.send("ready".to_owned());
+            }
+        }
+    });
+    let ready = tokio::time::timeout(PEER_WAIT, lines.recv()).await;
+    assert_eq!(
+        ready,
+        Ok(Some("ready".to_owned())),
+        "the scenario peer did not start"
+    );
+    Controlled {
+        peer: Peer { child, port },
+        stdin,
+        lines,
+        seen: Vec::new(),
+    }
 }

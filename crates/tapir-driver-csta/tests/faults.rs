@@ -1,0 +1,151 @@
+//! Faults against a real peer: the third-party mock switch pyssimist, driven by the scenario
+//! glue in `tests/peer/scenario.py`, which takes faults as lines on its stdin and reports what
+//! it received. The switch going away mid-call and coming back, a request in flight when the
+//! link drops, garbage and oversized or malformed frames mid-session, and a switch that stops
+//! answering keep-alives. Skipped with a message when pyssimist is not installed; set
+//! `TAPIR_PYSSIMIST_PYTHON` to the interpreter of its virtualenv.
+//!
+//! The waits are generous and nothing is timed: these run on slow, busy CI machines.
+
+mod support;
+
+use support::{Controlled, PEER_WAIT};
+use tapir_driver_csta::{CstaConfig, CstaProvider, Dialect};
+use tapir_model::RequestId;
+use tapir_provider::testing::RunningProvider;
+use tapir_provider::{
+    CallRef, CallReport, Completion, DeviceKey, ProviderCommand, ProviderEvent, ProviderRequest,
+};
+
+/// An OSV-dialect provider for `devices` on the peer, reconnecting quickly.
+fn start(
+    peer: &Controlled,
+    devices: &[&str],
+    tweak: impl FnOnce(&mut CstaConfig),
+) -> RunningProvider {
+    let mut config = CstaConfig::new("127.0.0.1", devices);
+    config.port = peer.peer.port;
+    config.dialect = Dialect::Osv;
+    config.reconnect_min_ms = 100;
+    config.reconnect_max_ms = 1_000;
+    tweak(&mut config);
+    let provider = CstaProvider::new(config).expect("a valid configuration");
+    RunningProvider::start(Box::new(provider), "faults")
+}
+
+async fn next(running: &mut RunningProvider) -> ProviderEvent {
+    running
+        .next_event(PEER_WAIT)
+        .await
+        .expect("an event from the provider in time")
+}
+
+/// Reads events up to and including the next `Synchronized`; returns the events before it
+/// and its calls.
+async fn until_synchronized(
+    running: &mut RunningProvider,
+) -> (Vec<ProviderEvent>, Vec<CallReport>) {
+    let mut before = Vec::new();
+    loop {
+        match next(running).await {
+            ProviderEvent::Synchronized { calls, .. } => return (before, calls),
+            other => before.push(other),
+        }
+    }
+}
+
+async fn command(running: &RunningProvider, id: u64, command: ProviderCommand) {
+    running
+        .requests
+        .send(ProviderRequest {
+            id: RequestId(id),
+            command,
+        })
+        .await
+        .expect("the provider takes requests");
+}
+
+fn make_call(device: &str) -> ProviderCommand {
+    ProviderCommand::MakeCall {
+        device: DeviceKey(device.into()),
+        to: "2000".into(),
+    }
+}
+
+/// MakeCall from `device` (a scenario device that keeps its calls): completes with the call,
+/// then three reports of it.
+async fn place_call(running: &mut RunningProvider, id: u64, device: &str) -> CallRef {
+    command(running, id, make_call(device)).await;
+    let event = next(running).await;
+    let ProviderEvent::Completed {
+        request,
+        outcome: Ok(Completion::Call(call)),
+    } = event
+    else {
+        panic!("MakeCall must complete with its call first, not {event:?}");
+    };
+    assert_eq!(request, RequestId(id));
+    let mut states = Vec::new();
+    for _ in 0..3 {
+        let ProviderEvent::Call(report) = next(running).await else {
+            panic!("a report of the new call");
+        };
+        assert_eq!(report.call, call);
+        states.push(report.state.name());
+    }
+    assert_eq!(states, ["dialtone", "proceeding", "ringback"]);
+    call
+}
+
+fn skip() -> bool {
+    if let Some(reason) = support::pyssimist_missing() {
+        eprintln!("{reason}");
+        return true;
+    }
+    false
+}
+
+/// With calls up on two monitored devices the switch closes the link; one call ends while the
+/// link is down. The provider reports `Down` with a reason, reconnects, monitors every device
+/// anew and rebuilds from the snapshot: the call still up is listed, the ended one is not.
+#[tokio::test]
+async fn the_switch_goes_away_mid_call_and_comes_back() {
+    if skip() {
+        return;
+    }
+    let mut peer = support::controlled_peer(300).await;
+    let mut running = start(&peer, &["1500", "1501"], |_| {});
+    let (before, calls) = until_synchronized(&mut running).await;
+    assert_eq!(before, [ProviderEvent::Up]);
+    assert!(calls.is_empty(), "{calls:?}");
+    let kept = place_call(&mut running, 1, "1500").await;
+    let ended = place_call(&mut running, 2, "1501").await;
+
+    peer.tell("hangup 1501").await;
+    peer.tell("drop").await;
+    let (before, calls) = until_synchronized(&mut running).await;
+    let [ProviderEvent::Down { reason }, ProviderEvent::Up] = &before[..] else {
+        panic!("Down, then Up, before the new Synchronized: {before:?}");
+    };
+    assert!(reason.contains("closed"), "{reason}");
+    let listed: Vec<&CallRef> = calls.iter().map(|c| &c.call).collect();
+    assert_eq!(listed, [&kept], "the call still up, not {ended:?}");
+
+    // Every device was monitored again on the new connection, each once.
+    peer.wait_for("accepted").await;
+    let second = peer.on_connection(2);
+    for device in ["1500", "1501"] {
+        let line = format!("monitor {device}");
+        let starts = second.iter().filter(|l| **l == line).count();
+        assert_eq!(
+            starts, 1,
+            "MonitorStart for {device} on the new link: {second:?}"
+        );
+    }
+    running.shutdown.cancel();
+    running
+        .task
+        .await
+        .expect("the provider task")
+        .expect("a clean stop");
+}
