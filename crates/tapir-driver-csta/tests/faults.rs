@@ -11,7 +11,7 @@ mod support;
 
 use support::{Controlled, PEER_WAIT};
 use tapir_driver_csta::{CstaConfig, CstaProvider, Dialect};
-use tapir_model::RequestId;
+use tapir_model::{ErrorKind, RequestId};
 use tapir_provider::testing::RunningProvider;
 use tapir_provider::{
     CallRef, CallReport, Completion, DeviceKey, ProviderCommand, ProviderEvent, ProviderRequest,
@@ -148,4 +148,67 @@ async fn the_switch_goes_away_mid_call_and_comes_back() {
         .await
         .expect("the provider task")
         .expect("a clean stop");
+}
+
+/// A MakeCall the switch has received but not answered when the link drops completes once, as
+/// `OutcomeUnknown`, and is not sent again on the new link (it may have happened).
+#[tokio::test]
+async fn a_request_in_flight_when_the_link_drops_is_unknown_and_never_resent() {
+    if skip() {
+        return;
+    }
+    let mut peer = support::controlled_peer(300).await;
+    let mut running = start(&peer, &["1599", "1500"], |_| {});
+    until_synchronized(&mut running).await;
+    // 1599's MakeCall is never answered by the scenario.
+    command(&running, 7, make_call("1599")).await;
+    peer.wait_until("the MakeCall", |seen| {
+        seen.iter().any(|l| l.starts_with("got MakeCall"))
+    })
+    .await;
+    peer.tell("drop").await;
+    let (before, _) = until_synchronized(&mut running).await;
+    let completions: Vec<&ProviderEvent> = before
+        .iter()
+        .filter(|e| matches!(e, ProviderEvent::Completed { .. }))
+        .collect();
+    let [ProviderEvent::Completed { request, outcome }] = &completions[..] else {
+        panic!("one completion before the new Synchronized: {before:?}");
+    };
+    assert_eq!(*request, RequestId(7));
+    let error = outcome.as_ref().expect_err("the outcome is not known");
+    assert_eq!(error.kind, ErrorKind::OutcomeUnknown, "{error:?}");
+    assert!(
+        matches!(before.last(), Some(ProviderEvent::Up)),
+        "Up follows the reconnect: {before:?}"
+    );
+
+    // A command after the reconnect goes through; its completion is the only one, and the
+    // peer's new connection carries its MakeCall and no other.
+    let call = place_call(&mut running, 8, "1500").await;
+    assert_eq!(call.0, "1500/K1500-1");
+    let second = peer.on_connection(2);
+    let make_calls = second
+        .iter()
+        .filter(|l| l.starts_with("got MakeCall"))
+        .count();
+    assert_eq!(make_calls, 1, "only the new MakeCall: {second:?}");
+    running.shutdown.cancel();
+    running
+        .task
+        .await
+        .expect("the provider task")
+        .expect("a clean stop");
+    while let Ok(event) = running.events.try_recv() {
+        assert!(
+            !matches!(
+                event,
+                ProviderEvent::Completed {
+                    request: RequestId(7),
+                    ..
+                }
+            ),
+            "request 7 completed twice"
+        );
+    }
 }

@@ -25,7 +25,7 @@
 # Every message received is printed as "peer: got NAME INVOKE", every MonitorStart as
 # "peer: monitor DEVICE", every new connection as "peer: accepted".
 # Usage: scenario.py PORT SECONDS. Prints "ready" once listening.
-import socket, sys, threading, time
+import builtins, socket, sys, threading, time
 import common.server as server_module
 from common.server import CstaServer, SipServer
 
@@ -47,8 +47,20 @@ CstaUser.__init__ = _upatched
 
 
 
+# One write per line under a lock: pyssimist's threads and ours print at once, and print()
+# writes its text and its newline separately, so two threads' lines could run together.
+_say = threading.Lock()
+_print = builtins.print
+def _locked_print(*args, **kwargs):
+    with _say:
+        _print(*args, **kwargs)
+builtins.print = _locked_print
+
+
 def say(line):
-    print("peer: " + line, flush=True)
+    with _say:
+        sys.stdout.write("peer: %s\n" % line)
+        sys.stdout.flush()
 
 
 # What outlives a connection (the switch's calls) and what belongs to one (deafness).
@@ -204,6 +216,17 @@ def accept(srv, sock):
     say("accepted")
 
 
+def service_connection(srv, key, mask):
+    # pyssimist serves one client at a time and reads whichever client it accepted last; a
+    # previous client's closing, noticed only after the next one was accepted, would make it
+    # read the new client's socket. The old socket is closed instead.
+    if key.fileobj is not srv.csta_endpoint.link.socket:
+        srv.sel.unregister(key.fileobj)
+        key.fileobj.close()
+        return
+    _service_connection(srv, key, mask)
+
+
 def control(srv):
     global deaf
     for line in sys.stdin:
@@ -244,10 +267,12 @@ _monitor_user = CstaServer.monitor_user
 _snapshot_device = CstaServer.snapshot_device
 _system_status = CstaServer.system_status
 _accept = CstaServer.accept_wrapper
+_service_connection = CstaServer.service_connection
 CstaServer.monitor_user = staticmethod(monitor_start)
 CstaServer.snapshot_device = staticmethod(snapshot_device)
 CstaServer.system_status = staticmethod(system_status)
 CstaServer.accept_wrapper = accept
+CstaServer.service_connection = service_connection
 
 port = int(sys.argv[1])
 srv = CstaServer("127.0.0.1", port)

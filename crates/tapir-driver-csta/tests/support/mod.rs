@@ -243,8 +243,8 @@ pub async fn controlled_peer(seconds: u32) -> Controlled {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if let Some(said) = line.strip_prefix("peer: ") {
-                let _ = tx.send(said.to_owned());
+            if let Some(at) = line.find("peer: ") {
+                let _ = tx.send(line[at + "peer: ".len()..].to_owned());
             } else if line == "ready" {
                 let _ = tx.send("ready".to_owned());
             }
