@@ -212,3 +212,54 @@ async fn a_request_in_flight_when_the_link_drops_is_unknown_and_never_resent() {
         );
     }
 }
+
+/// A switch that stops answering the provider's keep-alives is declared dead after two
+/// missed answers: `Down` with that reason, then a new link.
+#[tokio::test]
+async fn a_switch_that_stops_answering_keep_alives_is_declared_dead() {
+    if skip() {
+        return;
+    }
+    let mut peer = support::controlled_peer(300).await;
+    let mut running = start(&peer, &["1500"], |c| c.keepalive_ms = 300);
+    until_synchronized(&mut running).await;
+    // Answered keep-alives keep the link up: three of them go by without an event.
+    peer.wait_until("three keep-alives", |seen| {
+        seen.iter()
+            .filter(|l| l.starts_with("got SystemStatus "))
+            .count()
+            >= 3
+    })
+    .await;
+    assert!(running.events.is_empty(), "nothing happened while answered");
+
+    peer.tell("deaf").await;
+    let event = next(&mut running).await;
+    let ProviderEvent::Down { reason } = &event else {
+        panic!("Down once keep-alives go unanswered, not {event:?}");
+    };
+    assert!(reason.contains("keep-alive"), "{reason}");
+    let (before, _) = until_synchronized(&mut running).await;
+    assert_eq!(before, [ProviderEvent::Up]);
+    peer.wait_for("accepted").await;
+    let ignored = support::connection(&peer.seen, 1)
+        .iter()
+        .filter(|l| *l == "ignored SystemStatus")
+        .count();
+    assert!(
+        ignored >= 1,
+        "the peer ignored a keep-alive: {:?}",
+        peer.seen
+    );
+    assert!(
+        peer.on_connection(2).contains(&"monitor 1500".to_owned()),
+        "{:?}",
+        peer.seen
+    );
+    running.shutdown.cancel();
+    running
+        .task
+        .await
+        .expect("the provider task")
+        .expect("a clean stop");
+}
