@@ -48,11 +48,14 @@ pub fn check_header(buf: &[u8]) -> Result<Option<(u16, usize)>, FrameError> {
     let mut header = [0u8; HEADER_LEN];
     header.copy_from_slice(head);
     let bad = |reason| FrameError::BadHeader { header, reason };
-    // Byte 1 is lenient: only byte 0 is checked strictly, as peers disagree on "version".
     if header[0] != 0 {
         return Err(bad("the first byte is not zero"));
     }
-    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    // Peers that read and write the first four bytes as one 32-bit length (pyssimist and the
+    // OpenScape Voice captures, csta-xml.md §2.1 and §7.1) set byte 1 only for a frame over
+    // 64 KiB. Reading the length that way lets such a frame be named oversized and skipped
+    // whole, instead of being cut at its low 16 bits and its rest skipped as garbage.
+    let len = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
     if len < HEADER_LEN {
         return Err(bad("the length is shorter than the header"));
     }
@@ -121,9 +124,9 @@ fn resync_point(buf: &[u8]) -> usize {
         .find(|&at| {
             let rest = &buf[at..];
             if rest.len() < HEADER_LEN {
-                return rest.iter().take(2).all(|&b| b == 0);
+                return rest[0] == 0;
             }
-            matches!(check_header(rest), Ok(Some(_))) && rest[1] == 0
+            matches!(check_header(rest), Ok(Some(_)))
         })
         .unwrap_or(buf.len())
 }
@@ -295,6 +298,32 @@ mod tests {
         let items = decode_all(&mut codec, &mut buf);
         assert!(
             matches!(&items[..], [Decoded::Frame(f)] if f.invoke == 4),
+            "{items:?}"
+        );
+    }
+
+    #[test]
+    fn a_frame_over_64_kib_with_a_32_bit_length_is_skipped_whole() {
+        // 70,000 bytes as a peer with a 32-bit length writes them, after some garbage.
+        let mut big = BytesMut::from(&b"junk"[..]);
+        big.extend_from_slice(&70_000u32.to_be_bytes());
+        big.extend_from_slice(b"9999");
+        big.extend_from_slice(&vec![b'x'; 70_000 - HEADER_LEN]);
+        big.extend_from_slice(&framed(9999, "<E/>"));
+        let mut codec = CstaCodec::default();
+        let items = decode_all(&mut codec, &mut big);
+        assert!(
+            matches!(
+                &items[..],
+                [
+                    Decoded::Skipped { bytes: 4, .. },
+                    Decoded::Skipped {
+                        bytes: 70_000,
+                        error: FrameError::Oversized { len: 70_000, .. }
+                    },
+                    Decoded::Frame(f),
+                ] if f.invoke == 9999
+            ),
             "{items:?}"
         );
     }

@@ -9,6 +9,8 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
+
 use support::{Controlled, PEER_WAIT};
 use tapir_driver_csta::{CstaConfig, CstaProvider, Dialect};
 use tapir_model::{ErrorKind, RequestId};
@@ -256,6 +258,87 @@ async fn a_switch_that_stops_answering_keep_alives_is_declared_dead() {
         "{:?}",
         peer.seen
     );
+    running.shutdown.cancel();
+    running
+        .task
+        .await
+        .expect("the provider task")
+        .expect("a clean stop");
+}
+
+/// The provider's log lines, kept for a test to read.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .expect("the log buffer")
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("the log buffer")).into_owned()
+    }
+}
+
+/// Mid-session the switch sends bytes that are not a frame, a frame longer than 64 KiB (its
+/// length written in 32 bits) and a frame of broken XML: each is logged as what it is, the
+/// link stays up, and the next good event becomes a call report.
+#[tokio::test]
+async fn garbage_and_oversized_or_malformed_frames_are_logged_and_skipped() {
+    if skip() {
+        return;
+    }
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // The test's runtime runs the provider on this thread, so a thread default catches it.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut peer = support::controlled_peer(300).await;
+    let mut running = start(&peer, &["1500"], |_| {});
+    until_synchronized(&mut running).await;
+
+    for fault in ["garbage", "oversized", "malformed"] {
+        peer.tell(fault).await;
+    }
+    peer.tell("incoming 1500 IN-1").await;
+    let event = next(&mut running).await;
+    let ProviderEvent::Call(report) = &event else {
+        panic!("the link stays up and the next event is a call report, not {event:?}");
+    };
+    assert_eq!(report.call.0, "1500/IN-1");
+    assert!(report.state.is_alerting(), "{report:?}");
+
+    let text = logs.text();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("not a CSTA frame") && l.contains("first byte is not zero")),
+        "garbage: {lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("70000 bytes exceeds the limit of 65535")),
+        "oversized: {lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("malformed CSTA message")),
+        "malformed: {lines:#?}"
+    );
+    assert!(!text.contains("CSTA link down"), "{text}");
     running.shutdown.cancel();
     running
         .task
