@@ -19,6 +19,12 @@ pub(crate) fn instance(i: &InstanceInfo) -> InstanceDto {
         reason: i.status.reason().map(String::from),
         since: i.since,
         lines: i.lines,
+        capabilities: i
+            .capabilities
+            .names()
+            .into_iter()
+            .map(String::from)
+            .collect(),
     }
 }
 

@@ -1,7 +1,8 @@
 //! What the engine publishes: snapshots of lines and calls, and sequenced events.
 
 use tapir_model::{
-    Call, CallFeatures, CallId, CallInfoChange, InstanceId, Line, LineId, RequestId, Timestamp,
+    Call, CallFeatures, CallId, CallInfoChange, Capabilities, InstanceId, Line, LineId, RequestId,
+    Timestamp,
 };
 
 /// A line with the name of the instance it belongs to.
@@ -57,6 +58,8 @@ pub struct InstanceInfo {
     /// When the status last changed.
     pub since: Timestamp,
     pub lines: usize,
+    /// What the instance's provider can do at all.
+    pub capabilities: Capabilities,
 }
 
 /// Everything at one sequence number.

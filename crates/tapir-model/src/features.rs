@@ -85,6 +85,32 @@ bitflags! {
 }
 
 impl Capabilities {
+    /// Wire names of the capabilities, in a stable order.
+    pub fn names(self) -> Vec<&'static str> {
+        [
+            (Capabilities::MAKE_CALL, "make_call"),
+            (Capabilities::ANSWER, "answer"),
+            (Capabilities::DROP, "drop"),
+            (Capabilities::HOLD, "hold"),
+            (Capabilities::SWAP, "swap"),
+            (Capabilities::BLIND_TRANSFER, "blind_transfer"),
+            (Capabilities::CONSULT_TRANSFER, "consult_transfer"),
+            (Capabilities::CONFERENCE, "conference"),
+            (Capabilities::REDIRECT, "redirect"),
+            (Capabilities::PICKUP, "pickup"),
+            (Capabilities::FORWARD, "forward"),
+            (Capabilities::DO_NOT_DISTURB, "do_not_disturb"),
+            (Capabilities::SIMULATE, "simulate"),
+            (Capabilities::GENERATE_DIGITS, "generate_digits"),
+            (Capabilities::ACCEPT, "accept"),
+            (Capabilities::PARK, "park"),
+        ]
+        .into_iter()
+        .filter(|(flag, _)| self.contains(*flag))
+        .map(|(_, name)| name)
+        .collect()
+    }
+
     /// The call features these capabilities allow at most.
     pub fn allowed_features(self) -> CallFeatures {
         let mut allowed = CallFeatures::empty();

@@ -148,6 +148,12 @@ pub struct InstanceDto {
     #[serde(default)]
     pub since: u64,
     pub lines: usize,
+    /// What the PBX link can do at all: `make_call`, `answer`, `drop`, `hold`, `swap`,
+    /// `blind_transfer`, `consult_transfer`, `conference`, `redirect`, `pickup`, `forward`,
+    /// `do_not_disturb`, `simulate`, `generate_digits`, `accept`, `park`. A Windows TSP
+    /// advertises line and address capabilities from it.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
 }
 
 /// Everything at one sequence number.

@@ -393,6 +393,7 @@ impl Owner {
             status: i.status.clone(),
             since: i.status_since,
             lines: self.tables.line_count(id),
+            capabilities: i.capabilities,
         })
     }
 

@@ -1,0 +1,521 @@
+//! One provider instance (one permanent provider id): what each TSPI function does, without
+//! the ABI. The Windows exports translate handles and pointers and call in here; the native
+//! tests call in here directly against a real tapir server.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tapir_wire::{CommandDto, ForwardDto};
+use windows_sys::Win32::Devices::Tapi::{
+    LINEERR_INCOMPATIBLEAPIVERSION, LINEERR_INVALADDRESS, LINEERR_INVALADDRESSID,
+    LINEERR_INVALCALLHANDLE, LINEERR_INVALPARAM, LINEERR_INVALTRANSFERMODE, LINEERR_NODEVICE,
+    LINEERR_OPERATIONUNAVAIL, LINEFORWARDMODE_BUSY, LINEFORWARDMODE_NOANSW, LINEFORWARDMODE_UNCOND,
+    LINETRANSFERMODE_CONFERENCE, LINETRANSFERMODE_TRANSFER,
+};
+
+use crate::config::TspConfig;
+use crate::devices::{
+    CallHandle, DeviceId, Devices, LineErr, LineId, Notice, OpenLine, Outgoing, line_err,
+};
+use crate::engine::{Engine, StartError, Tapisrv};
+use crate::structs::{self, CallCounts, HIGHEST_VERSION, LOWEST_VERSION};
+
+/// `TSPI_lineNegotiateTSPIVersion`: the highest version both sides speak.
+pub fn negotiate(low: u32, high: u32) -> Result<u32, LineErr> {
+    if low > HIGHEST_VERSION || high < LOWEST_VERSION {
+        return Err(line_err(LINEERR_INCOMPATIBLEAPIVERSION));
+    }
+    Ok(high.min(HIGHEST_VERSION))
+}
+
+/// One forwarding instruction of `lineForward`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardEntry {
+    pub mode: u32,
+    pub destination: String,
+}
+
+/// A provider instance with its connection.
+pub struct Provider {
+    devices: Arc<Mutex<Devices>>,
+    engine: Mutex<Option<Engine>>,
+}
+
+impl Provider {
+    /// Starts the connection to the configured server.
+    pub fn start(config: TspConfig, tapisrv: Arc<dyn Tapisrv>) -> Result<Provider, StartError> {
+        let devices = Arc::new(Mutex::new(Devices::new()));
+        let engine = Engine::start(config, devices.clone(), tapisrv)?;
+        Ok(Provider {
+            devices,
+            engine: Mutex::new(Some(engine)),
+        })
+    }
+
+    fn devices(&self) -> MutexGuard<'_, Devices> {
+        self.devices
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn with_engine(&self, work: impl FnOnce(&Engine)) {
+        let engine = self
+            .engine
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(engine) = engine.as_ref() {
+            work(engine);
+        }
+    }
+
+    fn deliver(&self, notices: Vec<Notice>) {
+        self.with_engine(|engine| engine.deliver(notices));
+    }
+
+    /// `providerEnumDevices`: waits (bounded) for the server's lines, then counts them.
+    pub fn enumerate(&self, wait: Duration) -> u32 {
+        self.with_engine(|engine| {
+            engine.wait_for_snapshot(wait);
+        });
+        self.devices().enumerate()
+    }
+
+    /// `providerInit`.
+    pub fn init(&self, line_device_base: DeviceId) {
+        self.devices().number_devices(line_device_base);
+    }
+
+    /// `providerCreateLineDevice`.
+    pub fn create_line_device(&self, temp_id: usize, device: DeviceId) -> Result<(), LineErr> {
+        self.devices().create_device(temp_id, device)
+    }
+
+    /// `providerShutdown`: closes the connection and ends the thread.
+    pub fn shutdown(&self) {
+        let engine = self
+            .engine
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(engine) = engine {
+            engine.shutdown();
+        }
+    }
+
+    /// Whether `device` is one of this instance's.
+    pub fn owns_device(&self, device: DeviceId) -> bool {
+        self.devices().line_of_device(device).is_some()
+    }
+
+    pub fn dev_caps(&self, device: DeviceId, version: u32, buf: &mut [u8]) -> Result<(), LineErr> {
+        let devices = self.devices();
+        let line = devices
+            .line_of_device(device)
+            .ok_or(line_err(LINEERR_NODEVICE))?;
+        structs::dev_caps(buf, version, line, devices.capabilities(line))
+    }
+
+    pub fn address_caps(
+        &self,
+        device: DeviceId,
+        address: u32,
+        buf: &mut [u8],
+    ) -> Result<(), LineErr> {
+        if address != 0 {
+            return Err(line_err(LINEERR_INVALADDRESSID));
+        }
+        let devices = self.devices();
+        let line = devices
+            .line_of_device(device)
+            .ok_or(line_err(LINEERR_NODEVICE))?;
+        structs::address_caps(buf, device, line, devices.capabilities(line))
+    }
+
+    pub fn line_status(&self, line: LineId, buf: &mut [u8]) -> Result<(), LineErr> {
+        let devices = self.devices();
+        let dto = devices.open_line_dto(line)?;
+        let counts = CallCounts::of(devices.calls_on(line));
+        structs::line_status(
+            buf,
+            devices.capabilities(dto),
+            devices.in_service(line),
+            counts,
+        )
+    }
+
+    pub fn address_status(
+        &self,
+        line: LineId,
+        address: u32,
+        buf: &mut [u8],
+    ) -> Result<(), LineErr> {
+        if address != 0 {
+            return Err(line_err(LINEERR_INVALADDRESSID));
+        }
+        let devices = self.devices();
+        let dto = devices.open_line_dto(line)?;
+        let counts = CallCounts::of(devices.calls_on(line));
+        structs::address_status(
+            buf,
+            dto,
+            devices.capabilities(dto),
+            devices.in_service(line),
+            counts,
+        )
+    }
+
+    /// The extension of an address, for `lineGetAddressID`.
+    pub fn address_id(&self, line: LineId, address: &str) -> Result<u32, LineErr> {
+        let devices = self.devices();
+        let dto = devices.open_line_dto(line)?;
+        if dto.address == address {
+            Ok(0)
+        } else {
+            Err(line_err(LINEERR_INVALADDRESS))
+        }
+    }
+
+    pub fn call_info(&self, call: CallHandle, buf: &mut [u8]) -> Result<(), LineErr> {
+        let devices = self.devices();
+        let slot = devices.call(call)?;
+        let device = devices
+            .device_of(slot.line)
+            .ok_or(line_err(LINEERR_NODEVICE))?;
+        match (&slot.dto, slot.consult_for) {
+            (Some(dto), _) => structs::call_info(buf, device, slot, dto),
+            // A placeholder borrows its original's parties until it is dialled.
+            (None, Some(original)) => {
+                let original = devices.call(original)?;
+                let dto = original
+                    .dto
+                    .as_ref()
+                    .ok_or(line_err(LINEERR_INVALCALLHANDLE))?;
+                structs::call_info(buf, device, slot, dto)
+            }
+            (None, None) => Err(line_err(LINEERR_INVALCALLHANDLE)),
+        }
+    }
+
+    pub fn call_status(&self, call: CallHandle, buf: &mut [u8]) -> Result<(), LineErr> {
+        structs::call_status(buf, self.devices().call(call)?)
+    }
+
+    /// The line a call is on, for `lineGetCallAddressID` and the exports' handle checks.
+    pub fn line_of_call(&self, call: CallHandle) -> Result<LineId, LineErr> {
+        Ok(self.devices().call(call)?.line)
+    }
+
+    pub fn set_app_specific(&self, call: CallHandle, value: u32) -> Result<(), LineErr> {
+        self.devices().call_mut(call)?.app_specific = value;
+        Ok(())
+    }
+
+    /// `lineOpen`: calls already on the line are announced right after.
+    pub fn open(&self, device: DeviceId, open: OpenLine) -> Result<LineId, LineErr> {
+        let (line, notices) = self.devices().open(device, open)?;
+        self.deliver(notices);
+        Ok(line)
+    }
+
+    pub fn close(&self, line: LineId) -> Result<(), LineErr> {
+        let notices = self.devices().close(line)?;
+        self.deliver(notices);
+        Ok(())
+    }
+
+    pub fn close_call(&self, call: CallHandle) -> Result<(), LineErr> {
+        let notices = self.devices().close_call(call)?;
+        self.deliver(notices);
+        Ok(())
+    }
+
+    /// Sends a registered command; the request id is what the TSPI function returns.
+    fn sent(&self, request: u32, outgoing: Result<Outgoing, LineErr>) -> Result<u32, LineErr> {
+        let outgoing = outgoing?;
+        self.with_engine(|engine| engine.send(outgoing));
+        Ok(request)
+    }
+
+    /// An async request on one call.
+    fn call_request(
+        &self,
+        request: u32,
+        call: CallHandle,
+        command: impl FnOnce(u64) -> CommandDto,
+    ) -> Result<u32, LineErr> {
+        let outgoing = {
+            let mut devices = self.devices();
+            let line = devices.call(call)?.line;
+            let tapir = devices.tapir_call(call)?;
+            devices.request(request, line, Some(call), command(tapir))
+        };
+        self.sent(request, outgoing)
+    }
+
+    /// An async request that creates a call on `line`; returns the new handle, valid once the
+    /// request completes.
+    fn creating_request(
+        &self,
+        request: u32,
+        line: LineId,
+        tapi_call: usize,
+        command: impl FnOnce(&Devices) -> Result<CommandDto, LineErr>,
+    ) -> Result<CallHandle, LineErr> {
+        let (handle, outgoing) = {
+            let mut devices = self.devices();
+            devices.open_line_dto(line)?;
+            let command = command(&devices)?;
+            let handle = devices.reserve_call(line, tapi_call);
+            let outgoing = devices.request_creating(request, line, handle, command);
+            (handle, outgoing)
+        };
+        self.sent(request, outgoing)?;
+        Ok(handle)
+    }
+
+    pub fn make_call(
+        &self,
+        request: u32,
+        line: LineId,
+        tapi_call: usize,
+        destination: Option<String>,
+    ) -> Result<CallHandle, LineErr> {
+        // Going off-hook for dial tone needs the handset; tapir dials a number.
+        let to = destination
+            .filter(|d| !d.trim().is_empty())
+            .ok_or(line_err(LINEERR_OPERATIONUNAVAIL))?;
+        self.creating_request(request, line, tapi_call, |_| {
+            Ok(CommandDto::MakeCall { line, to })
+        })
+    }
+
+    pub fn answer(&self, request: u32, call: CallHandle) -> Result<u32, LineErr> {
+        self.call_request(request, call, |call| CommandDto::Answer { call })
+    }
+
+    pub fn accept(&self, request: u32, call: CallHandle) -> Result<u32, LineErr> {
+        self.call_request(request, call, |call| CommandDto::Accept { call })
+    }
+
+    /// `lineDrop`; a consultation placeholder nobody dialled simply goes idle.
+    pub fn drop_call(&self, request: u32, call: CallHandle) -> Result<u32, LineErr> {
+        let placeholder = self.devices().drop_placeholder(call);
+        if let Some(mut notices) = placeholder {
+            notices.insert(0, Notice::Completion { request, result: 0 });
+            self.deliver(notices);
+            return Ok(request);
+        }
+        self.call_request(request, call, |call| CommandDto::Drop { call })
+    }
+
+    pub fn hold(&self, request: u32, call: CallHandle) -> Result<u32, LineErr> {
+        self.call_request(request, call, |call| CommandDto::Hold { call })
+    }
+
+    pub fn unhold(&self, request: u32, call: CallHandle) -> Result<u32, LineErr> {
+        self.call_request(request, call, |call| CommandDto::Unhold { call })
+    }
+
+    pub fn swap_hold(
+        &self,
+        request: u32,
+        active: CallHandle,
+        held: CallHandle,
+    ) -> Result<u32, LineErr> {
+        let held = self.devices().tapir_call(held)?;
+        self.call_request(request, active, |call| CommandDto::Swap {
+            call,
+            with: Some(held),
+        })
+    }
+
+    pub fn blind_transfer(
+        &self,
+        request: u32,
+        call: CallHandle,
+        to: String,
+    ) -> Result<u32, LineErr> {
+        self.call_request(request, call, |call| CommandDto::Transfer { call, to })
+    }
+
+    pub fn redirect(&self, request: u32, call: CallHandle, to: String) -> Result<u32, LineErr> {
+        self.call_request(request, call, |call| CommandDto::Redirect { call, to })
+    }
+
+    /// `lineSetupTransfer`: a consultation call in dial tone, dialled by `lineDial`.
+    pub fn setup_transfer(
+        &self,
+        request: u32,
+        call: CallHandle,
+        tapi_consult: usize,
+    ) -> Result<CallHandle, LineErr> {
+        let (handle, mut notices) = self
+            .devices()
+            .consultation_placeholder(call, tapi_consult)?;
+        notices.insert(0, Notice::Completion { request, result: 0 });
+        self.deliver(notices);
+        Ok(handle)
+    }
+
+    /// `lineDial`: on a consultation placeholder it starts the consultation; on a connected
+    /// call the digits go as DTMF.
+    pub fn dial(&self, request: u32, call: CallHandle, to: String) -> Result<u32, LineErr> {
+        let outgoing = {
+            let mut devices = self.devices();
+            let slot = devices.call(call)?;
+            let line = slot.line;
+            match (slot.consult_for, slot.tapir) {
+                (Some(original), None) => {
+                    let original = devices.tapir_call(original)?;
+                    devices.bind_placeholder(call);
+                    devices.request_creating(
+                        request,
+                        line,
+                        call,
+                        CommandDto::Consult { call: original, to },
+                    )
+                }
+                (_, Some(tapir)) => devices.request(
+                    request,
+                    line,
+                    Some(call),
+                    CommandDto::GenerateDigits {
+                        call: tapir,
+                        digits: to,
+                    },
+                ),
+                (None, None) => Err(line_err(LINEERR_INVALCALLHANDLE)),
+            }
+        };
+        self.sent(request, outgoing)
+    }
+
+    /// `lineCompleteTransfer`: a transfer, or a conference (whose call is created).
+    pub fn complete_transfer(
+        &self,
+        request: u32,
+        call: CallHandle,
+        consultation: CallHandle,
+        tapi_conference: usize,
+        mode: u32,
+    ) -> Result<Option<CallHandle>, LineErr> {
+        let consultation = self.devices().tapir_call(consultation)?;
+        match mode {
+            LINETRANSFERMODE_TRANSFER => {
+                self.call_request(request, call, |_| CommandDto::CompleteTransfer {
+                    call: consultation,
+                })?;
+                Ok(None)
+            }
+            LINETRANSFERMODE_CONFERENCE => {
+                let line = self.line_of_call(call)?;
+                let handle = self.creating_request(request, line, tapi_conference, |_| {
+                    Ok(CommandDto::Conference { call: consultation })
+                })?;
+                Ok(Some(handle))
+            }
+            _ => Err(line_err(LINEERR_INVALTRANSFERMODE)),
+        }
+    }
+
+    /// `linePickup`: takes the call ringing at the extension `from` onto `line`.
+    pub fn pickup(
+        &self,
+        request: u32,
+        line: LineId,
+        tapi_call: usize,
+        from: Option<String>,
+    ) -> Result<CallHandle, LineErr> {
+        let from = from
+            .filter(|f| !f.trim().is_empty())
+            .ok_or(line_err(LINEERR_OPERATIONUNAVAIL))?;
+        self.creating_request(request, line, tapi_call, |devices| {
+            let near = devices.open_line_dto(line)?;
+            let from_line = devices
+                .line_by_address(&from, near)
+                .ok_or(line_err(LINEERR_INVALADDRESS))?;
+            Ok(CommandDto::Pickup {
+                line,
+                call: None,
+                from_line: Some(from_line),
+            })
+        })
+    }
+
+    /// `lineUnpark`: takes the call parked at `from` onto `line`.
+    pub fn unpark(
+        &self,
+        request: u32,
+        line: LineId,
+        tapi_call: usize,
+        from: String,
+    ) -> Result<CallHandle, LineErr> {
+        self.creating_request(request, line, tapi_call, |_| {
+            Ok(CommandDto::Unpark { line, from })
+        })
+    }
+
+    /// `linePark`, directed (to `to`).
+    pub fn park(&self, request: u32, call: CallHandle, to: Option<String>) -> Result<u32, LineErr> {
+        self.call_request(request, call, |call| CommandDto::Park { call, to })
+    }
+
+    /// `lineGenerateDigits`: completes with `LINE_GENERATE`.
+    pub fn generate_digits(
+        &self,
+        call: CallHandle,
+        end_to_end: u32,
+        digits: String,
+    ) -> Result<(), LineErr> {
+        let outgoing = self.devices().generate_digits(call, end_to_end, digits)?;
+        self.with_engine(|engine| engine.send(outgoing));
+        Ok(())
+    }
+
+    /// `lineForward`: `None` cancels forwarding and do-not-disturb; an unconditional entry
+    /// without a destination is do-not-disturb (TAPI 2's way of saying it).
+    pub fn forward(
+        &self,
+        request: u32,
+        line: LineId,
+        entries: Option<Vec<ForwardEntry>>,
+    ) -> Result<u32, LineErr> {
+        let entries = entries.unwrap_or_default();
+        let dnd = entries
+            .iter()
+            .any(|e| e.mode == LINEFORWARDMODE_UNCOND && e.destination.is_empty());
+        let mut forwards = Vec::new();
+        for entry in entries.iter().filter(|e| !e.destination.is_empty()) {
+            let mode = match entry.mode {
+                LINEFORWARDMODE_UNCOND => "unconditional",
+                LINEFORWARDMODE_BUSY => "busy",
+                LINEFORWARDMODE_NOANSW => "no_answer",
+                _ => return Err(line_err(LINEERR_INVALPARAM)),
+            };
+            forwards.push(ForwardDto {
+                mode: mode.into(),
+                destination: entry.destination.clone(),
+            });
+        }
+        let outgoing = {
+            let mut devices = self.devices();
+            let dto = devices.open_line_dto(line)?;
+            let command = if dnd || (entries.is_empty() && dto.do_not_disturb) {
+                if !forwards.is_empty() {
+                    return Err(line_err(LINEERR_INVALPARAM));
+                }
+                CommandDto::SetDnd { line, enabled: dnd }
+            } else {
+                CommandDto::SetForwards { line, forwards }
+            };
+            devices.request(request, line, None, command)
+        };
+        self.sent(request, outgoing)
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
