@@ -50,9 +50,15 @@ impl Server {
 
     /// A server on `data_dir`, which the caller keeps (to restart on it).
     pub fn start_in(data_dir: &Path, config: Option<&Path>) -> Server {
+        Server::start_on(data_dir, config, "127.0.0.1:0")
+    }
+
+    /// A server on `data_dir` listening on `listen` (e.g. the address of a previous run, so
+    /// that clients reconnect to the same place).
+    pub fn start_on(data_dir: &Path, config: Option<&Path>, listen: &str) -> Server {
         let mut command = Command::new(BIN);
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .env_remove("TAPIR_CONFIG")
             .env("RUST_LOG", "warn")
@@ -83,6 +89,15 @@ impl Server {
             token,
             _temp: None,
         }
+    }
+
+    /// Where the server listens, `host:port`.
+    pub fn listen_address(&self) -> &str {
+        self.url
+            .split("://")
+            .nth(1)
+            .unwrap_or(&self.url)
+            .trim_end_matches('/')
     }
 
     pub fn api(&self, path: &str) -> String {
