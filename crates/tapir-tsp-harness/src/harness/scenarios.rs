@@ -905,7 +905,11 @@ impl Session<'_> {
 
     fn shut_down(self) {
         let Session {
-            tsp, open, report, ..
+            tsp,
+            open,
+            report,
+            options,
+            ..
         } = self;
         for (extension, line) in &open {
             // SAFETY: an open line, closed once.
@@ -915,7 +919,7 @@ impl Session<'_> {
             });
         }
         // SAFETY: every line is closed; nothing else of the provider is in use.
-        let result = unsafe { (tsp.shutdown)(TSPI_VERSION, 1) };
+        let result = unsafe { (tsp.shutdown)(TSPI_VERSION, options.provider) };
         report.expect("TSPI_providerShutdown", result == 0, || {
             format!("returned {result:#x}")
         });
