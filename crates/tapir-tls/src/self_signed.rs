@@ -86,6 +86,7 @@ pub fn write_pair(pair: &SelfSigned, dir: &Path) -> io::Result<(PathBuf, PathBuf
 }
 
 fn owner_only() -> OpenOptions {
+    #[cfg_attr(not(unix), allow(unused_mut))]
     let mut options = OpenOptions::new();
     // Set at creation: a chmod afterwards would leave a moment where others can read the key.
     #[cfg(unix)]

@@ -62,7 +62,8 @@ pub enum TlsSetupError {
     Rejected {
         cert: PathBuf,
         key: PathBuf,
-        source: rustls::Error,
+        // Boxed: two paths and a rustls error make the enum too large to return by value.
+        source: Box<rustls::Error>,
     },
     #[error("rustls rejected a certificate in {}: {source}", path.display())]
     BadCertificate {
@@ -93,7 +94,7 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, 
             source => TlsSetupError::Rejected {
                 cert: cert.to_path_buf(),
                 key: key.to_path_buf(),
-                source,
+                source: Box::new(source),
             },
         })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -20,3 +20,5 @@ pub mod devices;
 pub mod engine;
 pub mod provider;
 pub mod structs;
+#[cfg(windows)]
+mod windows;

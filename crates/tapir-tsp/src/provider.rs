@@ -107,6 +107,13 @@ impl Provider {
         self.devices().line_of_device(device).is_some()
     }
 
+    /// The device id of an open line, for `lineGetID`.
+    pub fn device_of_line(&self, line: LineId) -> Result<DeviceId, LineErr> {
+        let devices = self.devices();
+        devices.open_line_dto(line)?;
+        devices.device_of(line).ok_or(line_err(LINEERR_NODEVICE))
+    }
+
     pub fn dev_caps(&self, device: DeviceId, version: u32, buf: &mut [u8]) -> Result<(), LineErr> {
         let devices = self.devices();
         let line = devices
