@@ -934,3 +934,300 @@ impl Devices {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapir_wire::{PartyDto, SequencedDto};
+    use windows_sys::Win32::Devices::Tapi::{
+        LINECALLSTATE_CONNECTED, LINECALLSTATE_OFFERING, LINECALLSTATE_RINGBACK,
+    };
+
+    fn line(id: u32, address: &str) -> LineDto {
+        LineDto {
+            id,
+            instance: "sim".into(),
+            address: address.into(),
+            name: format!("Line {address}"),
+            status: "in_service".into(),
+            forwards: Vec::new(),
+            do_not_disturb: false,
+        }
+    }
+
+    fn call(id: u64, line: u32, state: &str, state_bits: u32) -> CallDto {
+        CallDto {
+            id,
+            line,
+            state: state.into(),
+            mode: None,
+            state_bits,
+            mode_bits: 0,
+            origin: "internal".into(),
+            reason: "direct".into(),
+            caller: PartyDto {
+                number: Some("201".into()),
+                name: None,
+            },
+            called: PartyDto::default(),
+            connected: PartyDto::default(),
+            redirecting: PartyDto::default(),
+            redirection: PartyDto::default(),
+            related: None,
+            conference: None,
+            features: Vec::new(),
+            feature_bits: 0,
+            created_at: 0,
+            state_entered_at: 0,
+            connected_at: None,
+        }
+    }
+
+    fn snapshot(epoch: u64, lines: Vec<LineDto>, calls: Vec<CallDto>) -> SnapshotDto {
+        SnapshotDto {
+            epoch,
+            seq: 10,
+            instances: Vec::new(),
+            lines,
+            calls,
+        }
+    }
+
+    const OPEN: OpenLine = OpenLine {
+        tapi_line: 0x51,
+        event_proc: 0x99,
+    };
+
+    /// Two lines enumerated as devices 0 and 1, line 1 open.
+    fn ready(calls: Vec<CallDto>) -> (Devices, Vec<Notice>) {
+        let mut devices = Devices::new();
+        devices.apply_snapshot(snapshot(1, vec![line(1, "201"), line(2, "202")], calls));
+        assert_eq!(devices.enumerate(), 2);
+        devices.number_devices(0);
+        let (opened, notices) = devices.open(0, OPEN).unwrap();
+        assert_eq!(opened, 1);
+        (devices, notices)
+    }
+
+    #[test]
+    fn a_call_already_on_a_line_is_announced_when_the_line_opens() {
+        let (_, notices) = ready(vec![call(7, 1, "connected", LINECALLSTATE_CONNECTED)]);
+        assert_eq!(
+            notices,
+            vec![
+                Notice::NewCall { line: 1, call: 1 },
+                Notice::CallState {
+                    line: 1,
+                    call: 1,
+                    state: LINECALLSTATE_CONNECTED,
+                    mode: 0,
+                    conference: None
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_made_call_sends_no_event_before_its_completion_and_no_new_call_after() {
+        let (mut devices, _) = ready(Vec::new());
+        let handle = devices.reserve_call(1, 0x77);
+        let sent = devices
+            .request_creating(
+                5,
+                1,
+                handle,
+                CommandDto::MakeCall {
+                    line: 1,
+                    to: "202".into(),
+                },
+            )
+            .unwrap();
+        assert!(devices.call(handle).is_err(), "not valid before completion");
+        let done = devices.result(&sent.id, true, Some(9), None);
+        assert_eq!(
+            done,
+            vec![Notice::Completion {
+                request: 5,
+                result: 0
+            }]
+        );
+        let event = EventDto::CallNew {
+            call: call(9, 1, "ringback", LINECALLSTATE_RINGBACK),
+        };
+        assert_eq!(
+            devices.apply_event(11, event),
+            vec![Notice::CallState {
+                line: 1,
+                call: handle,
+                state: LINECALLSTATE_RINGBACK,
+                mode: 0,
+                conference: None
+            }]
+        );
+        // The same state again is not reported twice.
+        let again = EventDto::CallFeatures {
+            call: call(9, 1, "ringback", LINECALLSTATE_RINGBACK),
+        };
+        assert_eq!(devices.apply_event(12, again), Vec::new());
+    }
+
+    #[test]
+    fn a_refused_command_completes_with_the_servers_lineerr() {
+        let (mut devices, notices) = ready(vec![call(7, 1, "offering", LINECALLSTATE_OFFERING)]);
+        assert_eq!(notices.len(), 2);
+        devices.bind_tapi_call(1, 0x66);
+        let sent = devices
+            .request(3, 1, Some(1), CommandDto::Hold { call: 7 })
+            .unwrap();
+        let error = ErrorDto {
+            error: "invalid_call_state".into(),
+            lineerr: Some(0x8000_001C),
+            message: "cannot hold".into(),
+        };
+        assert_eq!(
+            devices.result(&sent.id, false, None, Some(&error)),
+            vec![Notice::Completion {
+                request: 3,
+                result: 0x8000_001C_u32 as i32
+            }]
+        );
+        assert_eq!(
+            devices.result(&sent.id, true, None, None),
+            Vec::new(),
+            "once"
+        );
+    }
+
+    #[test]
+    fn losing_the_server_fails_requests_in_flight_and_puts_lines_out_of_service() {
+        let (mut devices, _) = ready(vec![call(7, 1, "offering", LINECALLSTATE_OFFERING)]);
+        devices.bind_tapi_call(1, 0x66);
+        let sent = devices
+            .request(3, 1, Some(1), CommandDto::Answer { call: 7 })
+            .unwrap();
+        let lost = devices.connection_lost();
+        assert_eq!(
+            lost,
+            vec![
+                Notice::Completion {
+                    request: 3,
+                    result: line_err(LINEERR_OPERATIONFAILED)
+                },
+                Notice::LineDevState {
+                    line: 1,
+                    state: LINEDEVSTATE_OUTOFSERVICE
+                }
+            ]
+        );
+        assert_eq!(devices.result(&sent.id, true, None, None), Vec::new());
+        assert_eq!(
+            devices.request(4, 1, Some(1), CommandDto::Answer { call: 7 }),
+            Err(line_err(LINEERR_OPERATIONFAILED)),
+            "refused at once while the server is away"
+        );
+        // The server restarted: the call is gone, a new one rings.
+        let back = devices.apply_snapshot(snapshot(
+            2,
+            vec![line(1, "201"), line(2, "202")],
+            vec![call(1, 1, "offering", LINECALLSTATE_OFFERING)],
+        ));
+        assert_eq!(
+            back,
+            vec![
+                Notice::CallState {
+                    line: 1,
+                    call: 1,
+                    state: LINECALLSTATE_IDLE,
+                    mode: 0,
+                    conference: None
+                },
+                Notice::NewCall { line: 1, call: 2 },
+                Notice::CallState {
+                    line: 1,
+                    call: 2,
+                    state: LINECALLSTATE_OFFERING,
+                    mode: 0,
+                    conference: None
+                },
+                Notice::LineDevState {
+                    line: 1,
+                    state: LINEDEVSTATE_INSERVICE
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn lines_that_come_and_go_are_created_and_removed() {
+        let (mut devices, _) = ready(Vec::new());
+        let created = devices.apply_event(
+            11,
+            EventDto::LineCreated {
+                line: line(3, "203"),
+            },
+        );
+        assert_eq!(created, vec![Notice::LineCreate { temp_id: 1 }]);
+        devices.create_device(1, 7).unwrap();
+        assert_eq!(devices.line_of_device(7).map(|l| l.id), Some(3));
+        assert!(
+            devices.create_device(1, 8).is_err(),
+            "a temporary id is used once"
+        );
+        let removed = devices.apply_event(
+            12,
+            EventDto::LineRemoved {
+                line: 3,
+                instance: "sim".into(),
+            },
+        );
+        assert_eq!(removed, vec![Notice::LineRemove { device: 7 }]);
+        assert!(devices.line_of_device(7).is_none());
+        let sequenced: SequencedDto = SequencedDto {
+            seq: 13,
+            at: 0,
+            event: EventDto::LineChanged {
+                line: line(3, "203"),
+            },
+        };
+        assert_eq!(
+            devices.apply_event(sequenced.seq, sequenced.event),
+            vec![Notice::LineCreate { temp_id: 2 }],
+            "a line that comes back gets a new device"
+        );
+        assert_eq!(devices.resume_point(), Some((13, 1)));
+    }
+
+    #[test]
+    fn closing_a_call_abandons_its_requests_and_a_placeholder_drops_locally() {
+        let (mut devices, _) = ready(vec![call(7, 1, "connected", LINECALLSTATE_CONNECTED)]);
+        devices.bind_tapi_call(1, 0x66);
+        let (consult, notices) = devices.consultation_placeholder(1, 0x67).unwrap();
+        assert!(matches!(
+            notices[0],
+            Notice::CallState {
+                state: LINECALLSTATE_DIALTONE,
+                ..
+            }
+        ));
+        assert_eq!(
+            devices.drop_placeholder(consult).map(|n| n.len()),
+            Some(1),
+            "an undialled consultation goes idle without the server"
+        );
+        let sent = devices
+            .request(8, 1, Some(1), CommandDto::Drop { call: 7 })
+            .unwrap();
+        assert_eq!(
+            devices.close_call(1).unwrap(),
+            vec![Notice::Completion {
+                request: 8,
+                result: line_err(LINEERR_OPERATIONFAILED)
+            }]
+        );
+        assert_eq!(devices.result(&sent.id, true, None, None), Vec::new());
+        assert_eq!(
+            devices.close_call(1),
+            Err(line_err(LINEERR_INVALCALLHANDLE))
+        );
+    }
+}

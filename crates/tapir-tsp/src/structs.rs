@@ -691,3 +691,114 @@ pub fn var_string(buf: &mut [u8], text: &str) -> Result<(), LineErr> {
     w.finish();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line() -> LineDto {
+        LineDto {
+            id: 42,
+            instance: "sim".into(),
+            address: "201".into(),
+            name: "Ada Lovelace (201)".into(),
+            status: "in_service".into(),
+            forwards: Vec::new(),
+            do_not_disturb: true,
+        }
+    }
+
+    fn read(buf: &[u8], offset: usize) -> u32 {
+        u32::from_le_bytes(buf[offset..offset + 4].try_into().unwrap())
+    }
+
+    fn text(buf: &[u8], size_at: usize, offset_at: usize) -> String {
+        let (size, offset) = (read(buf, size_at) as usize, read(buf, offset_at) as usize);
+        let units: Vec<u16> = buf[offset..offset + size]
+            .chunks_exact(2)
+            .map(|p| u16::from_le_bytes([p[0], p[1]]))
+            .take_while(|u| *u != 0)
+            .collect();
+        String::from_utf16(&units).unwrap()
+    }
+
+    fn buffer(total: usize) -> Vec<u8> {
+        let mut buf = vec![0xAAu8; total];
+        buf[..4].copy_from_slice(&(total as u32).to_le_bytes());
+        buf
+    }
+
+    #[test]
+    fn dev_caps_fit_the_negotiated_version_and_say_what_they_need() {
+        let caps = vec!["make_call".to_owned(), "do_not_disturb".to_owned()];
+        let fixed = size_of::<LINEDEVCAPS>();
+        let mut small = buffer(fixed - 1);
+        assert_eq!(
+            dev_caps(&mut small, HIGHEST_VERSION, &line(), &caps),
+            Err(line_err(LINEERR_STRUCTURETOOSMALL))
+        );
+        // TAPI 2.0's fixed part is shorter: the same buffer is enough there.
+        assert_eq!(dev_caps(&mut small, LOWEST_VERSION, &line(), &caps), Ok(()));
+
+        let mut exact = buffer(fixed);
+        dev_caps(&mut exact, HIGHEST_VERSION, &line(), &caps).unwrap();
+        let needed = read(&exact, 4) as usize;
+        assert!(needed > fixed, "the strings need room: {needed}");
+        assert_eq!(read(&exact, 8) as usize, fixed, "nothing past the buffer");
+        assert_eq!(read(&exact, offset_of!(LINEDEVCAPS, dwLineNameSize)), 0);
+
+        let mut roomy = buffer(needed);
+        dev_caps(&mut roomy, HIGHEST_VERSION, &line(), &caps).unwrap();
+        assert_eq!(read(&roomy, 8) as usize, needed);
+        assert_eq!(read(&roomy, 0) as usize, needed, "dwTotalSize is kept");
+        assert_eq!(read(&roomy, offset_of!(LINEDEVCAPS, dwPermanentLineID)), 42);
+        let name = text(
+            &roomy,
+            offset_of!(LINEDEVCAPS, dwLineNameSize),
+            offset_of!(LINEDEVCAPS, dwLineNameOffset),
+        );
+        assert_eq!(name, "Ada Lovelace (201)");
+        let features = read(&roomy, offset_of!(LINEDEVCAPS, dwLineFeatures));
+        assert_eq!(features, LINEFEATURE_MAKECALL | LINEFEATURE_FORWARDDND);
+    }
+
+    #[test]
+    fn address_status_lists_do_not_disturb_as_a_forward_to_nowhere() {
+        let mut line = line();
+        line.forwards.push(tapir_wire::ForwardDto {
+            mode: "busy".into(),
+            destination: "+49301234".into(),
+        });
+        let mut buf = buffer(512);
+        address_status(&mut buf, &line, &[], true, CallCounts::default()).unwrap();
+        assert_eq!(
+            read(&buf, offset_of!(LINEADDRESSSTATUS, dwForwardNumEntries)),
+            2
+        );
+        let first = read(&buf, offset_of!(LINEADDRESSSTATUS, dwForwardOffset)) as usize;
+        assert_eq!(
+            read(&buf, first + offset_of!(LINEFORWARD, dwForwardMode)),
+            LINEFORWARDMODE_BUSY
+        );
+        let destination = text(
+            &buf,
+            first + offset_of!(LINEFORWARD, dwDestAddressSize),
+            first + offset_of!(LINEFORWARD, dwDestAddressOffset),
+        );
+        assert_eq!(destination, "+49301234");
+        let second = first + size_of::<LINEFORWARD>();
+        assert_eq!(
+            read(&buf, second + offset_of!(LINEFORWARD, dwForwardMode)),
+            LINEFORWARDMODE_UNCOND
+        );
+    }
+
+    #[test]
+    fn state_entry_times_are_utc_system_times() {
+        // 2026-11-23 16:40:05.250 UTC, a Monday.
+        assert_eq!(
+            system_time(1_795_452_005_250),
+            [2026, 11, 1, 23, 16, 40, 5, 250]
+        );
+    }
+}
