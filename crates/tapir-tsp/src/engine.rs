@@ -212,7 +212,7 @@ impl Link {
         inbox: &mut mpsc::UnboundedReceiver<EngineMessage>,
         failures: &mut u32,
     ) -> SessionEnd {
-        let socket = match self.connect().await {
+        let socket = match connect(&self.config).await {
             Ok(socket) => socket,
             Err(e) => return SessionEnd::Lost(e.to_string()),
         };
@@ -266,80 +266,6 @@ impl Link {
                 }
             }
         }
-    }
-
-    async fn connect(
-        &self,
-    ) -> Result<
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-        ConnectError,
-    > {
-        let url = self.config.ws_url();
-        let tls = if url.starts_with("wss://") {
-            Some(
-                tapir_tls::client_tls::client_config(self.config.ca_file.as_deref())
-                    .map_err(|e| ConnectError::Tls(e.to_string()))?,
-            )
-        } else {
-            None
-        };
-        let token = match &self.config.credentials {
-            Credentials::Token(token) => token.clone(),
-            Credentials::Password { user, password } => {
-                self.login(user, password, tls.clone()).await?
-            }
-        };
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| ConnectError::Connect(e.to_string()))?;
-        let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| ConnectError::Connect("the token is not a valid header value".into()))?;
-        request.headers_mut().insert("Authorization", bearer);
-        let connector = tls.map(tokio_tungstenite::Connector::Rustls);
-        let connecting =
-            tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector);
-        let (socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
-            .await
-            .map_err(|_| ConnectError::Connect("timed out".into()))?
-            .map_err(|e| ConnectError::Connect(e.to_string()))?;
-        Ok(socket)
-    }
-
-    /// Exchanges a user's name and password for a session token.
-    async fn login(
-        &self,
-        user: &str,
-        password: &str,
-        tls: Option<Arc<rustls::ClientConfig>>,
-    ) -> Result<String, ConnectError> {
-        let mut client = reqwest::Client::builder().timeout(CONNECT_TIMEOUT);
-        if let Some(tls) = tls {
-            client = client.tls_backend_preconfigured(Arc::unwrap_or_clone(tls));
-        }
-        let client = client
-            .build()
-            .map_err(|e| ConnectError::Login(e.to_string()))?;
-        let url = format!("{}/api/v1/login", self.config.http_base());
-        let response = client
-            .post(url)
-            .json(&serde_json::json!({ "user": user, "password": password }))
-            .send()
-            .await
-            .map_err(|e| ConnectError::Login(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(ConnectError::Login(format!(
-                "the server answered {}",
-                response.status()
-            )));
-        }
-        let login: LoginDto = response
-            .json()
-            .await
-            .map_err(|e| ConnectError::Login(e.to_string()))?;
-        Ok(login.token)
     }
 
     fn on_server_message(&self, body: &str) {
@@ -466,6 +392,164 @@ impl Link {
             }
         }
     }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the WebSocket: TLS with tapir's client trust for `wss://`, a session token from the
+/// user's password when no application token is configured.
+async fn connect(config: &TspConfig) -> Result<Socket, ConnectError> {
+    let url = config.ws_url();
+    let tls = if url.starts_with("wss://") {
+        Some(
+            tapir_tls::client_tls::client_config(config.ca_file.as_deref())
+                .map_err(|e| ConnectError::Tls(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let token = match &config.credentials {
+        Credentials::Token(token) => token.clone(),
+        Credentials::Password { user, password } => {
+            login(config, user, password, tls.clone()).await?
+        }
+    };
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| ConnectError::Connect(e.to_string()))?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| ConnectError::Connect("the token is not a valid header value".into()))?;
+    request.headers_mut().insert("Authorization", bearer);
+    let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+    let connecting =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector);
+    let (socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| ConnectError::Connect("timed out".into()))?
+        .map_err(|e| ConnectError::Connect(e.to_string()))?;
+    Ok(socket)
+}
+
+/// Exchanges a user's name and password for a session token.
+async fn login(
+    config: &TspConfig,
+    user: &str,
+    password: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<String, ConnectError> {
+    let mut client = reqwest::Client::builder().timeout(CONNECT_TIMEOUT);
+    if let Some(tls) = tls {
+        client = client.tls_backend_preconfigured(Arc::unwrap_or_clone(tls));
+    }
+    let client = client
+        .build()
+        .map_err(|e| ConnectError::Login(e.to_string()))?;
+    let url = format!("{}/api/v1/login", config.http_base());
+    let response = client
+        .post(url)
+        .json(&serde_json::json!({ "user": user, "password": password }))
+        .send()
+        .await
+        .map_err(|e| ConnectError::Login(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(ConnectError::Login(format!(
+            "the server answered {}",
+            response.status()
+        )));
+    }
+    let login: LoginDto = response
+        .json()
+        .await
+        .map_err(|e| ConnectError::Login(e.to_string()))?;
+    Ok(login.token)
+}
+
+/// What "Test connection" found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionReport {
+    /// PBX links and their state, e.g. `sim (sim): up`.
+    pub instances: Vec<String>,
+    /// Lines the configured account sees, and how many of them are in service.
+    pub lines: usize,
+    pub lines_in_service: usize,
+}
+
+impl std::fmt::Display for ConnectionReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "connected: {} lines ({} in service); PBX links: {}",
+            self.lines,
+            self.lines_in_service,
+            if self.instances.is_empty() {
+                "none visible".to_owned()
+            } else {
+                self.instances.join(", ")
+            }
+        )
+    }
+}
+
+/// Connects with `config` as the TSP would and reads one snapshot: the configuration
+/// dialog's "Test connection" and `TapirTestConnection`. Runs on its own thread and runtime,
+/// so it may be called from any thread.
+pub fn test_connection(config: &TspConfig) -> Result<ConnectionReport, String> {
+    let config = config.clone();
+    let worker = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let mut socket = connect(&config).await.map_err(|e| e.to_string())?;
+            let subscribe = ClientMessage::Subscribe {
+                since: None,
+                epoch: None,
+                lines: None,
+            };
+            socket
+                .send(text(&subscribe))
+                .await
+                .map_err(|e| e.to_string())?;
+            let snapshot = tokio::time::timeout(CONNECT_TIMEOUT, first_snapshot(&mut socket))
+                .await
+                .map_err(|_| "connected, but no snapshot came".to_owned())??;
+            let _ = socket.send(Message::Close(None)).await;
+            Ok(ConnectionReport {
+                instances: snapshot
+                    .instances
+                    .iter()
+                    .map(|i| format!("{} ({}): {}", i.name, i.driver, i.status))
+                    .collect(),
+                lines: snapshot.lines.len(),
+                lines_in_service: snapshot
+                    .lines
+                    .iter()
+                    .filter(|l| l.status == "in_service")
+                    .count(),
+            })
+        })
+    });
+    worker
+        .join()
+        .unwrap_or_else(|_| Err("the test failed unexpectedly".into()))
+}
+
+async fn first_snapshot(socket: &mut Socket) -> Result<tapir_wire::SnapshotDto, String> {
+    while let Some(frame) = socket.next().await {
+        match frame.map_err(|e| e.to_string())? {
+            Message::Text(body) => match serde_json::from_str::<ServerMessage>(body.as_str()) {
+                Ok(ServerMessage::Snapshot(snapshot)) => return Ok(snapshot),
+                Ok(ServerMessage::Error { error }) => return Err(error.message),
+                _ => {}
+            },
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    Err("the server closed the connection".into())
 }
 
 fn text(message: &ClientMessage) -> Message {

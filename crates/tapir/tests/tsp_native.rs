@@ -1,0 +1,358 @@
+//! The Windows provider's logic (`tapir-tsp`, built natively) against a live `tapir serve`
+//! with the simulated PBX: the same rules the Wine harness checks through the DLL, but
+//! without Wine, so a failure points at the provider rather than the ABI. A recorder plays
+//! TAPISRV's callbacks.
+
+mod common;
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+use tapir_tsp::config::{Credentials, Mode, TspConfig};
+use tapir_tsp::devices::{CallHandle, DeviceId, LineErr, OpenLine};
+use tapir_tsp::engine::{Tapisrv, test_connection};
+use tapir_tsp::provider::Provider;
+
+use common::{PATIENCE, Server, lines, request_as};
+
+// TAPI's values (tapi.h), spelled out so the test does not share the provider's constants.
+const LINE_CALLSTATE: u32 = 2;
+const LINE_LINEDEVSTATE: u32 = 8;
+const LINECALLSTATE_IDLE: usize = 0x1;
+const LINECALLSTATE_OFFERING: usize = 0x2;
+const LINECALLSTATE_CONNECTED: usize = 0x100;
+const LINEDEVSTATE_INSERVICE: usize = 0x40;
+const LINEDEVSTATE_OUTOFSERVICE: usize = 0x80;
+const LINECALLFEATURE_DROP: u32 = 0x80;
+
+/// One callback as TAPISRV would have received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Completion(u32, LineErr),
+    NewCall {
+        tapi_line: usize,
+        call: CallHandle,
+    },
+    Event {
+        tapi_line: usize,
+        tapi_call: usize,
+        message: u32,
+        params: [usize; 3],
+    },
+    Create(usize),
+    Remove(DeviceId),
+}
+
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<Seen>>,
+    changed: Condvar,
+}
+
+/// TAPISRV's handle for a new call: recognisable in the events that follow.
+fn tapi_handle(call: CallHandle) -> usize {
+    0x7000 + call
+}
+
+impl Recorder {
+    fn push(&self, seen: Seen) {
+        self.seen.lock().unwrap().push(seen);
+        self.changed.notify_all();
+    }
+
+    /// Waits for a callback after position `from` that `matches`; returns it and its position.
+    fn wait(&self, from: usize, what: &str, matches: impl Fn(&Seen) -> bool) -> (usize, Seen) {
+        let deadline = Instant::now() + PATIENCE;
+        let mut seen = self.seen.lock().unwrap();
+        loop {
+            if let Some(found) = seen.iter().skip(from).position(&matches) {
+                return (from + found, seen[from + found].clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no {what} after #{from}; seen: {seen:#?}");
+            seen = self.changed.wait_timeout(seen, left).unwrap().0;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+impl Tapisrv for Recorder {
+    fn completion(&self, request: u32, result: LineErr) {
+        self.push(Seen::Completion(request, result));
+    }
+    fn line_event(&self, line: OpenLine, tapi_call: usize, message: u32, params: [usize; 3]) {
+        self.push(Seen::Event {
+            tapi_line: line.tapi_line,
+            tapi_call,
+            message,
+            params,
+        });
+    }
+    fn new_call(&self, line: OpenLine, call: CallHandle) -> usize {
+        self.push(Seen::NewCall {
+            tapi_line: line.tapi_line,
+            call,
+        });
+        tapi_handle(call)
+    }
+    fn line_create(&self, temp_id: usize) {
+        self.push(Seen::Create(temp_id));
+    }
+    fn line_remove(&self, device: DeviceId) {
+        self.push(Seen::Remove(device));
+    }
+}
+
+fn call_state(tapi_call: usize, state: usize) -> impl Fn(&Seen) -> bool {
+    move |seen| {
+        matches!(seen, Seen::Event { tapi_call: c, message: LINE_CALLSTATE, params, .. }
+            if *c == tapi_call && params[0] == state)
+    }
+}
+
+fn line_state(tapi_line: usize, state: usize) -> impl Fn(&Seen) -> bool {
+    move |seen| {
+        matches!(seen, Seen::Event { tapi_line: l, message: LINE_LINEDEVSTATE, params, .. }
+            if *l == tapi_line && params[0] == state)
+    }
+}
+
+async fn application_token(server: &Server) -> String {
+    let (status, issued) = request_as(
+        &server.token,
+        Method::POST,
+        &server.api("/tokens"),
+        Some(json!({"label": "tsp"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{issued}");
+    issued["token"].as_str().unwrap().to_owned()
+}
+
+fn config(server: &Server, credentials: Credentials) -> TspConfig {
+    TspConfig {
+        server: server.url.replacen("http", "ws", 1),
+        credentials,
+        ca_file: None,
+        mode: Mode::All,
+        log_level: "info".into(),
+        log_dir: None,
+        startup_wait_ms: 5000,
+    }
+}
+
+/// Reads a call's caller number out of the LINECALLINFO the provider fills.
+fn caller_number(provider: &Provider, call: CallHandle) -> String {
+    let mut buf = vec![0u8; 2048];
+    buf[..4].copy_from_slice(&2048u32.to_le_bytes());
+    provider.call_info(call, &mut buf).unwrap();
+    // dwCallerIDSize and dwCallerIDOffset in LINECALLINFO (tapi.md §3.4).
+    let read = |at: usize| u32::from_le_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+    let (size, offset) = (read(112), read(116));
+    let units: Vec<u16> = buf[offset..offset + size]
+        .chunks_exact(2)
+        .map(|p| u16::from_le_bytes([p[0], p[1]]))
+        .take_while(|u| *u != 0)
+        .collect();
+    String::from_utf16(&units).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_provider_follows_and_controls_calls_and_survives_a_server_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_in(data.path(), None);
+    let listen = server.listen_address().to_owned();
+    let token = application_token(&server).await;
+    let mut all = lines(&server).await;
+    all.sort_by_key(|l| l.id);
+    let device_of =
+        |extension: &str| all.iter().position(|l| l.address == extension).unwrap() as u32;
+    let line_201 = all[device_of("201") as usize].id;
+
+    let recorder = Arc::new(Recorder::default());
+    let provider = tokio::task::block_in_place(|| {
+        let provider = Provider::start(
+            config(&server, Credentials::Token(token.clone())),
+            recorder.clone(),
+        )
+        .unwrap();
+        assert_eq!(provider.enumerate(Duration::from_secs(5)), all.len() as u32);
+        provider
+    });
+    provider.init(0);
+    let open_201 = OpenLine {
+        tapi_line: 0x201,
+        event_proc: 1,
+    };
+    let open_202 = OpenLine {
+        tapi_line: 0x202,
+        event_proc: 1,
+    };
+    assert_eq!(provider.open(device_of("201"), open_201), Ok(line_201));
+    let line_202 = provider.open(device_of("202"), open_202).unwrap();
+
+    // 201 calls 202: the completion, then 201's own call; 202 hears of it with LINE_NEWCALL.
+    let made = provider
+        .make_call(1, line_201, 0xA1, Some("202".into()))
+        .unwrap();
+    let (done, _) = recorder.wait(0, "make call completion", |s| *s == Seen::Completion(1, 0));
+    let (state, _) = recorder.wait(0, "201's first state", |s| {
+        matches!(
+            s,
+            Seen::Event {
+                tapi_call: 0xA1,
+                message: LINE_CALLSTATE,
+                ..
+            }
+        )
+    });
+    assert!(
+        done < state,
+        "no event for a made call before its completion"
+    );
+    let (new_call, seen) = recorder.wait(0, "202's new call", |s| {
+        matches!(
+            s,
+            Seen::NewCall {
+                tapi_line: 0x202,
+                ..
+            }
+        )
+    });
+    let Seen::NewCall { call: ringing, .. } = seen else {
+        unreachable!()
+    };
+    let (offering, _) = recorder.wait(
+        0,
+        "202 offering",
+        call_state(tapi_handle(ringing), LINECALLSTATE_OFFERING),
+    );
+    assert!(new_call < offering, "LINE_NEWCALL comes first");
+    assert_eq!(caller_number(&provider, ringing), "201");
+
+    // 202 answers; both connected; the status offers drop.
+    assert_eq!(provider.answer(2, ringing), Ok(2));
+    recorder.wait(0, "answer completion", |s| *s == Seen::Completion(2, 0));
+    recorder.wait(
+        0,
+        "202 connected",
+        call_state(tapi_handle(ringing), LINECALLSTATE_CONNECTED),
+    );
+    recorder.wait(
+        0,
+        "201 connected",
+        call_state(0xA1, LINECALLSTATE_CONNECTED),
+    );
+    let mut status = vec![0u8; 256];
+    status[..4].copy_from_slice(&256u32.to_le_bytes());
+    provider.call_status(made, &mut status).unwrap();
+    let features = u32::from_le_bytes(status[24..28].try_into().unwrap());
+    assert_ne!(features & LINECALLFEATURE_DROP, 0, "features {features:#x}");
+
+    // A command on a line that is not open is refused at once, not completed later.
+    assert!(
+        provider
+            .make_call(3, line_202 + 1000, 0xA3, Some("201".into()))
+            .is_err()
+    );
+
+    // tapir restarts mid-call: out of service, then in service with the call gone.
+    let before_stop = recorder.len();
+    tokio::task::block_in_place(|| server.stop());
+    recorder.wait(
+        before_stop,
+        "201 out of service",
+        line_state(0x201, LINEDEVSTATE_OUTOFSERVICE),
+    );
+    recorder.wait(
+        before_stop,
+        "202 out of service",
+        line_state(0x202, LINEDEVSTATE_OUTOFSERVICE),
+    );
+    assert!(
+        provider.hold(4, made).is_err(),
+        "a command while the server is away fails at once"
+    );
+    let server = Server::start_on(data.path(), None, &listen);
+    recorder.wait(
+        before_stop,
+        "201 back in service",
+        line_state(0x201, LINEDEVSTATE_INSERVICE),
+    );
+    recorder.wait(
+        before_stop,
+        "201's call ended",
+        call_state(0xA1, LINECALLSTATE_IDLE),
+    );
+    recorder.wait(
+        before_stop,
+        "202's call ended",
+        call_state(tapi_handle(ringing), LINECALLSTATE_IDLE),
+    );
+    provider.close_call(made).unwrap();
+    provider.close_call(ringing).unwrap();
+
+    // Calls work again on the new server.
+    let after = recorder.len();
+    provider
+        .make_call(5, line_201, 0xA5, Some("203".into()))
+        .unwrap();
+    recorder.wait(after, "make call after the restart", |s| {
+        *s == Seen::Completion(5, 0)
+    });
+    let phantom = recorder.seen.lock().unwrap().iter().skip(after).any(|s| {
+        matches!(
+            s,
+            Seen::NewCall {
+                tapi_line: 0x201,
+                ..
+            }
+        )
+    });
+    assert!(!phantom, "no phantom call announced after the restart");
+    provider.close(line_201).unwrap();
+    provider.close(line_202).unwrap();
+    tokio::task::block_in_place(|| provider.shutdown());
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn test_connection_reports_lines_and_names_a_bad_password() {
+    let server = Server::start();
+    let (status, body) = request_as(
+        &server.token,
+        Method::PUT,
+        &server.api("/users/admin/password"),
+        Some(json!({"password": "correct horse"})),
+    )
+    .await;
+    assert!(status == 204 || status == 200, "{status} {body}");
+    let good = config(
+        &server,
+        Credentials::Password {
+            user: "admin".into(),
+            password: "correct horse".into(),
+        },
+    );
+    let report = tokio::task::block_in_place(|| test_connection(&good)).unwrap();
+    assert_eq!((report.lines, report.lines_in_service), (20, 20));
+    assert!(report.to_string().contains("sim (sim): up"), "{report}");
+    let bad = config(
+        &server,
+        Credentials::Password {
+            user: "admin".into(),
+            password: "wrong".into(),
+        },
+    );
+    let error = tokio::task::block_in_place(|| test_connection(&bad)).unwrap_err();
+    assert!(
+        error.contains("login failed") && error.contains("401"),
+        "{error}"
+    );
+    server.stop();
+}
