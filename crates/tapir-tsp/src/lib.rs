@@ -12,11 +12,14 @@
 //! - `provider`: one provider instance (a permanent provider id): the TSPI functions'
 //!   behaviour, platform-neutral.
 //! - `config`: an instance's settings and `TapirConfigure`'s command line.
+//! - `dialog_template`: the configuration dialog's layout as an in-memory Win32 template.
 //! - `exports` (Windows only): the `extern "system"` functions, panic-safe, and the registry,
 //!   DPAPI and log file behind them.
 
 pub mod config;
 pub mod devices;
+#[cfg(any(windows, test))]
+mod dialog_template;
 pub mod engine;
 pub mod provider;
 pub mod structs;

@@ -17,11 +17,12 @@ use windows_sys::Win32::Devices::Tapi::{
 use windows_sys::Win32::Foundation::{HINSTANCE, HWND};
 
 use super::{
-    by_call, by_line, call_handle, guard, instance_by_device, instance_for, line_handle, read_wide,
-    settings, shut_down,
+    by_call, by_line, call_handle, dialog, guard, instance_by_device, instance_for, line_handle,
+    read_wide, settings, shut_down,
 };
 use crate::config::parse_configure_args;
 use crate::devices::{LineErr, OpenLine, line_err};
+use crate::engine::test_connection;
 use crate::provider::{ForwardEntry, negotiate};
 use crate::structs::{VarWriter, caller_buffer};
 
@@ -218,16 +219,39 @@ pub unsafe extern "system" fn TUISPI_providerRemove(
     0
 }
 
+/// The configuration dialog, from the Phone and Modem control panel. A running instance
+/// reads the new settings when the Telephony service restarts.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn TUISPI_providerConfig(
     _callback: Handle,
-    _owner: HWND,
-    _permanent_id: u32,
+    owner: HWND,
+    permanent_id: u32,
 ) -> i32 {
-    // Configured with `rundll32 tapir.tsp,TapirConfigure ...` (README).
-    line_err(LINEERR_OPERATIONUNAVAIL)
+    guard(|| {
+        dialog::show(owner, permanent_id);
+        Ok(0)
+    })
 }
 
+/// `rundll32 tapir.tsp,TapirConfigDialog --provider N`: the same dialog without the control
+/// panel.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn TapirConfigDialogW(
+    window: HWND,
+    _instance: HINSTANCE,
+    command_line: *const u16,
+    _show: i32,
+) {
+    let line = unsafe { read_wide(command_line) }.unwrap_or_default();
+    match parse_configure_args(&line) {
+        Ok(args) => {
+            let _ = std::panic::catch_unwind(|| dialog::show(window, args.provider));
+        }
+        Err(e) => eprintln!("TapirConfigDialog: {e}"),
+    }
+}
+
+/// A line has no settings of its own; its provider's dialog serves.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn TUISPI_lineConfigDialog(
     _callback: Handle,
@@ -271,6 +295,30 @@ pub unsafe extern "system" fn TapirConfigureW(
         Ok(Ok(())) => {}
         Ok(Err(e)) => eprintln!("TapirConfigure: {e}"),
         Err(_) => eprintln!("TapirConfigure: failed"),
+    }
+}
+
+/// `rundll32 tapir.tsp,TapirTestConnection --provider N`: connects with the stored settings
+/// as the provider would and prints what it found (or why it could not).
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn TapirTestConnectionW(
+    _window: HWND,
+    _instance: HINSTANCE,
+    command_line: *const u16,
+    _show: i32,
+) {
+    let outcome = std::panic::catch_unwind(|| {
+        let line = unsafe { read_wide(command_line) }.unwrap_or_default();
+        let provider = parse_configure_args(&line)
+            .map_err(|e| e.to_string())?
+            .provider;
+        let config = settings::config(provider).map_err(|e| e.to_string())?;
+        test_connection(&config)
+    });
+    match outcome {
+        Ok(Ok(report)) => println!("TapirTestConnection: {report}"),
+        Ok(Err(e)) => eprintln!("TapirTestConnection: {e}"),
+        Err(_) => eprintln!("TapirTestConnection: failed"),
     }
 }
 

@@ -6,6 +6,7 @@
 //! `HDRVCALL` `(instance + 1) << 32 | call handle`, so one DLL serves several instances
 //! (several servers or tenants) at once.
 
+mod dialog;
 mod exports;
 mod settings;
 
