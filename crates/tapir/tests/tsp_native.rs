@@ -356,3 +356,148 @@ async fn test_connection_reports_lines_and_names_a_bad_password() {
     );
     server.stop();
 }
+
+/// A TCP relay in front of the server that the test can cut, as a network fault would.
+struct Relay {
+    address: String,
+    cut: tokio::sync::watch::Sender<u32>,
+}
+
+impl Relay {
+    async fn start(upstream: String) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let (cut, cuts) = tokio::sync::watch::channel(0u32);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let mut cuts = cuts.clone();
+                cuts.mark_unchanged();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Relay { address, cut }
+    }
+
+    /// Drops every connection through the relay (new ones are accepted again).
+    fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_network_fault_the_provider_catches_up_and_follows_new_lines() {
+    let server = Server::start();
+    let token = application_token(&server).await;
+    let relay = Relay::start(server.listen_address().to_owned()).await;
+    let mut via_relay = config(&server, Credentials::Token(token));
+    via_relay.server = format!("ws://{}", relay.address);
+    let mut all = lines(&server).await;
+    all.sort_by_key(|l| l.id);
+    let device_of =
+        |extension: &str| all.iter().position(|l| l.address == extension).unwrap() as u32;
+
+    let recorder = Arc::new(Recorder::default());
+    let provider = tokio::task::block_in_place(|| {
+        let provider = Provider::start(via_relay, recorder.clone()).unwrap();
+        assert_eq!(provider.enumerate(Duration::from_secs(5)), 20);
+        provider
+    });
+    provider.init(0);
+    let open_205 = OpenLine {
+        tapi_line: 0x205,
+        event_proc: 1,
+    };
+    provider.open(device_of("205"), open_205).unwrap();
+
+    // The link drops; while it is down, 206 calls 205.
+    relay.cut();
+    recorder.wait(
+        0,
+        "205 out of service",
+        line_state(0x205, LINEDEVSTATE_OUTOFSERVICE),
+    );
+    let line_206 = all[device_of("206") as usize].id;
+    let (status, body) = request_as(
+        &server.token,
+        Method::POST,
+        &server.api(&format!("/lines/{line_206}/calls")),
+        Some(json!({"to": "205"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // Back (the provider asks to resume from its last sequence number): what happened while
+    // the link was down reaches TAPISRV.
+    recorder.wait(
+        0,
+        "205 in service",
+        line_state(0x205, LINEDEVSTATE_INSERVICE),
+    );
+    let (_, seen) = recorder.wait(0, "the call made during the fault", |s| {
+        matches!(
+            s,
+            Seen::NewCall {
+                tapi_line: 0x205,
+                ..
+            }
+        )
+    });
+    let Seen::NewCall { call, .. } = seen else {
+        unreachable!()
+    };
+    recorder.wait(
+        0,
+        "offering",
+        call_state(tapi_handle(call), LINECALLSTATE_OFFERING),
+    );
+    assert_eq!(caller_number(&provider, call), "206");
+
+    // The PBX gains an extension: LINE_CREATE, then TAPISRV numbers it; and loses it again.
+    let before = recorder.len();
+    let (status, body) = request_as(
+        &server.token,
+        Method::POST,
+        &server.api("/instances/sim/sim"),
+        Some(json!({"action": "add_extension", "number": "299", "name": "Lab"})),
+    )
+    .await;
+    assert!(status < 300, "{status} {body}");
+    let (_, created) = recorder.wait(before, "LINE_CREATE", |s| matches!(s, Seen::Create(_)));
+    let Seen::Create(temp_id) = created else {
+        unreachable!()
+    };
+    provider.create_line_device(temp_id, 40).unwrap();
+    let mut caps = vec![0u8; 1024];
+    caps[..4].copy_from_slice(&1024u32.to_le_bytes());
+    provider.dev_caps(40, 0x0002_0002, &mut caps).unwrap();
+    let permanent = u32::from_le_bytes(caps[28..32].try_into().unwrap());
+    let new_line = lines(&server)
+        .await
+        .into_iter()
+        .find(|l| l.address == "299")
+        .unwrap();
+    assert_eq!(
+        permanent, new_line.id,
+        "dwPermanentLineID is tapir's line id"
+    );
+    let (status, body) = request_as(
+        &server.token,
+        Method::POST,
+        &server.api("/instances/sim/sim"),
+        Some(json!({"action": "remove_extension", "number": "299"})),
+    )
+    .await;
+    assert!(status < 300, "{status} {body}");
+    recorder.wait(before, "LINE_REMOVE", |s| *s == Seen::Remove(40));
+    tokio::task::block_in_place(|| provider.shutdown());
+    server.stop();
+}
