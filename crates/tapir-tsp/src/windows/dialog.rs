@@ -76,7 +76,7 @@ fn button(id: u16, text: &str, x: i16, style: u32) -> Item {
 
 fn layout() -> Vec<u32> {
     let items = [
-        label(0, "Server (wss://host:port):", 7),
+        label(0, "Server URL (wss://...):", 7),
         field(SERVER, 7, 0),
         label(0, "Application token:", 25),
         field(TOKEN, 25, ES_PASSWORD),
