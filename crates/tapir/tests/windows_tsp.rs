@@ -20,7 +20,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
@@ -28,14 +28,12 @@ use reqwest::Method;
 use serde_json::json;
 use tapir_wire::CallDto;
 
+use common::wine::{provider_token, windows_path, wine_command, wine_prefix};
 use common::{PATIENCE, Server, line_of, lines, request_as, wait_for_call};
 
 /// How long the whole harness run may take (a limit, not a measurement): it waits up to 15 s
 /// for each expected callback and about 30 s for a restart.
 const HARNESS_LIMIT: Duration = Duration::from_secs(300);
-
-/// Creating a Wine prefix takes about ten seconds; allow for a slow, busy machine.
-const WINEBOOT_LIMIT: Duration = Duration::from_secs(180);
 
 #[test]
 fn the_windows_provider_serves_tapir_lines_under_wine() {
@@ -101,24 +99,6 @@ fn the_windows_provider_serves_tapir_lines_under_wine() {
     );
 }
 
-/// A token of the administrator that outlives a restart (the CLI's token does not: tapir
-/// issues a fresh one at every start).
-async fn provider_token(server: &Server) -> String {
-    let body = json!({"label": "windows tsp"});
-    let (status, issued) = request_as(
-        &server.token,
-        Method::POST,
-        &server.api("/tokens"),
-        Some(body),
-    )
-    .await;
-    assert_eq!(status, 201, "{issued}");
-    issued["token"]
-        .as_str()
-        .expect("an issued token carries its secret")
-        .to_owned()
-}
-
 /// `--expect-line PERMANENT_ID,EXTENSION,NAME` for every line tapir lists, in id order: the
 /// devices the provider must report.
 async fn expected_line_arguments(server: &Server) -> Vec<String> {
@@ -148,74 +128,6 @@ async fn offer_outside_call(server: &Server, extension: &str, number: &str, name
     })
     .await;
     offered.caller.number.expect("checked above")
-}
-
-/// `/a/b` as Wine sees it from Windows: `Z:\a\b`.
-fn windows_path(path: &Path) -> String {
-    let absolute = std::path::absolute(path).expect("an absolute path");
-    format!("Z:{}", absolute.display().to_string().replace('/', "\\"))
-}
-
-fn wine_command(program: &str, prefix: &Path) -> Command {
-    let mut command = Command::new(program);
-    command
-        .env("WINEPREFIX", prefix)
-        .env("WINEDEBUG", "-all")
-        // No Mono or Gecko installers: they would wait for a click.
-        .env("WINEDLLOVERRIDES", "mscoree,mshtml=");
-    command
-}
-
-/// The cached Wine prefix, created on first use.
-fn wine_prefix() -> PathBuf {
-    let prefix = match std::env::var_os("TAPIR_WINEPREFIX") {
-        Some(prefix) => PathBuf::from(prefix),
-        None => {
-            let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
-            PathBuf::from(home).join(".cache/tapir/wineprefix")
-        }
-    };
-    if prefix.join("system.reg").exists() {
-        return prefix;
-    }
-    std::fs::create_dir_all(&prefix).expect("create the Wine prefix directory");
-    eprintln!("creating the Wine prefix {}", prefix.display());
-    let mut boot = wine_command("wineboot", &prefix)
-        .arg("-i")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("run wineboot (is Wine installed?)");
-    wait_with_limit(&mut boot, WINEBOOT_LIMIT, "wineboot -i");
-    // wineboot returns before the registry is on disk; wait for this prefix's wineserver.
-    let mut server = wine_command("wineserver", &prefix)
-        .arg("-w")
-        .spawn()
-        .expect("run wineserver -w");
-    wait_with_limit(&mut server, WINEBOOT_LIMIT, "wineserver -w");
-    assert!(
-        prefix.join("system.reg").exists(),
-        "wineboot left no registry in {}",
-        prefix.display()
-    );
-    prefix
-}
-
-fn wait_with_limit(child: &mut Child, limit: Duration, what: &str) {
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait().expect("wait for a child") {
-            Some(status) => {
-                assert!(status.success(), "{what} exited with {status}");
-                return;
-            }
-            None if Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{what} did not finish within {limit:?}");
-            }
-            None => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
 }
 
 /// The harness running under Wine: its stdout line by line, its stdin for answers. Killed
