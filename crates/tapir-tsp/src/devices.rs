@@ -93,6 +93,8 @@ enum Completes {
     CreatesCall { request: u32, call: CallHandle },
     /// `lineGenerateDigits`: `LINE_GENERATE` on the call.
     Digits { call: CallHandle, end_to_end: u32 },
+    /// The first half of a request that takes two commands; the second completes it.
+    FirstHalf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -490,6 +492,12 @@ impl Devices {
         sent
     }
 
+    /// A command that prepares `request`'s own (sent right after it): its failure is logged,
+    /// the request completes with the second command.
+    pub fn first_half(&mut self, line: LineId, command: CommandDto) -> Result<Outgoing, LineErr> {
+        self.send(Completes::FirstHalf, line, None, command)
+    }
+
     /// `lineGenerateDigits`: the result becomes `LINE_GENERATE`.
     pub fn generate_digits(
         &mut self,
@@ -578,6 +586,7 @@ impl Devices {
                 notices.push(Notice::Completion { request, result: 0 });
                 self.confirm_created(handle, call, &mut notices);
             }
+            Completes::FirstHalf => {}
         }
         notices
     }
@@ -625,6 +634,14 @@ impl Devices {
                 termination: LINEGENERATETERM_CANCEL,
                 end_to_end,
             }],
+            Completes::FirstHalf => {
+                tracing::warn!(
+                    line = pending.line,
+                    code,
+                    "the first of two commands failed"
+                );
+                Vec::new()
+            }
         }
     }
 

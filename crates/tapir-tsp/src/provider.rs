@@ -504,19 +504,47 @@ impl Provider {
                 destination: entry.destination.clone(),
             });
         }
-        let outgoing = {
+        if dnd && !forwards.is_empty() {
+            return Err(line_err(LINEERR_INVALPARAM));
+        }
+        let (first, outgoing) = {
             let mut devices = self.devices();
             let dto = devices.open_line_dto(line)?;
-            let command = if dnd || (entries.is_empty() && dto.do_not_disturb) {
-                if !forwards.is_empty() {
-                    return Err(line_err(LINEERR_INVALPARAM));
-                }
-                CommandDto::SetDnd { line, enabled: dnd }
-            } else {
-                CommandDto::SetForwards { line, forwards }
+            let cancel_all = entries.is_empty();
+            let (had_dnd, had_forwards) = (dto.do_not_disturb, !dto.forwards.is_empty());
+            let dnd_off = CommandDto::SetDnd {
+                line,
+                enabled: false,
             };
-            devices.request(request, line, None, command)
+            match (dnd, cancel_all && had_dnd, cancel_all && had_forwards) {
+                (true, _, _) => (
+                    None,
+                    devices.request(
+                        request,
+                        line,
+                        None,
+                        CommandDto::SetDnd {
+                            line,
+                            enabled: true,
+                        },
+                    ),
+                ),
+                // Cancelling both takes two commands; the second completes the request.
+                (false, true, true) => {
+                    let first = devices.first_half(line, dnd_off)?;
+                    let second = CommandDto::SetForwards { line, forwards };
+                    (Some(first), devices.request(request, line, None, second))
+                }
+                (false, true, false) => (None, devices.request(request, line, None, dnd_off)),
+                (false, false, _) => {
+                    let command = CommandDto::SetForwards { line, forwards };
+                    (None, devices.request(request, line, None, command))
+                }
+            }
         };
+        if let Some(first) = first {
+            self.with_engine(|engine| engine.send(first));
+        }
         self.sent(request, outgoing)
     }
 }

@@ -501,3 +501,299 @@ async fn after_a_network_fault_the_provider_catches_up_and_follows_new_lines() {
     tokio::task::block_in_place(|| provider.shutdown());
     server.stop();
 }
+
+const LINECALLSTATE_DIALTONE: usize = 0x8;
+const LINECALLSTATE_ONHOLD: usize = 0x400;
+const LINE_GENERATE: u32 = 7;
+const LINEGENERATETERM_DONE: usize = 1;
+const LINETRANSFERMODE_TRANSFER: u32 = 1;
+const LINEFORWARDMODE_UNCOND: u32 = 1;
+const LINEERR_INVALCALLSTATE: i32 = 0x8000_001C_u32 as i32;
+/// `dwConnectedIDSize` and `dwConnectedIDOffset` in LINECALLINFO.
+const CONNECTED_ID: (usize, usize) = (152, 156);
+/// `dwCallerIDSize` and `dwCallerIDOffset`.
+const CALLER_ID: (usize, usize) = (112, 116);
+
+/// A number of a call's LINECALLINFO, by its size and offset fields.
+fn party(provider: &Provider, call: CallHandle, (size_at, offset_at): (usize, usize)) -> String {
+    let mut buf = vec![0u8; 2048];
+    buf[..4].copy_from_slice(&2048u32.to_le_bytes());
+    provider.call_info(call, &mut buf).unwrap();
+    let read = |at: usize| u32::from_le_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+    let (size, offset) = (read(size_at), read(offset_at));
+    let units: Vec<u16> = buf[offset..offset + size]
+        .chunks_exact(2)
+        .map(|p| u16::from_le_bytes([p[0], p[1]]))
+        .take_while(|u| *u != 0)
+        .collect();
+    String::from_utf16(&units).unwrap()
+}
+
+/// A provider on a fresh server with the lines of `extensions` open; their TAPI line handles
+/// are `0x1000 + extension`.
+struct Bench {
+    server: Server,
+    recorder: Arc<Recorder>,
+    provider: Provider,
+    lines: Vec<(String, u32)>,
+}
+
+impl Bench {
+    async fn start(extensions: &[&str]) -> Bench {
+        let server = Server::start();
+        let token = application_token(&server).await;
+        let mut all = lines(&server).await;
+        all.sort_by_key(|l| l.id);
+        let recorder = Arc::new(Recorder::default());
+        let provider = tokio::task::block_in_place(|| {
+            let provider =
+                Provider::start(config(&server, Credentials::Token(token)), recorder.clone())
+                    .unwrap();
+            provider.enumerate(Duration::from_secs(5));
+            provider
+        });
+        provider.init(0);
+        let mut opened = Vec::new();
+        for extension in extensions {
+            let device = all.iter().position(|l| l.address == *extension).unwrap() as u32;
+            let open = OpenLine {
+                tapi_line: Bench::tapi_line(extension),
+                event_proc: 1,
+            };
+            opened.push((extension.to_string(), provider.open(device, open).unwrap()));
+        }
+        Bench {
+            server,
+            recorder,
+            provider,
+            lines: opened,
+        }
+    }
+
+    fn tapi_line(extension: &str) -> usize {
+        0x1000 + extension.parse::<usize>().unwrap()
+    }
+
+    fn line(&self, extension: &str) -> u32 {
+        self.lines.iter().find(|(e, _)| e == extension).unwrap().1
+    }
+
+    /// Waits for request `request` to complete; returns its result.
+    fn completed(&self, request: u32) -> LineErr {
+        let (_, seen) = self.recorder.wait(
+            0,
+            &format!("completion of {request}"),
+            |s| matches!(s, Seen::Completion(r, _) if *r == request),
+        );
+        match seen {
+            Seen::Completion(_, result) => result,
+            _ => unreachable!(),
+        }
+    }
+
+    /// The call announced on `extension` after position `from`.
+    fn announced(&self, from: usize, extension: &str) -> CallHandle {
+        let line = Bench::tapi_line(extension);
+        let (_, seen) = self.recorder.wait(
+            from,
+            &format!("a new call on {extension}"),
+            |s| matches!(s, Seen::NewCall { tapi_line, .. } if *tapi_line == line),
+        );
+        match seen {
+            Seen::NewCall { call, .. } => call,
+            _ => unreachable!(),
+        }
+    }
+
+    fn reaches(&self, from: usize, tapi_call: usize, state: usize) {
+        self.recorder.wait(
+            from,
+            &format!("{tapi_call:#x} in {state:#x}"),
+            call_state(tapi_call, state),
+        );
+    }
+
+    /// `from` calls `to` and `to` answers: (the caller's handle with TAPI handle `tapi`, the
+    /// called side's handle).
+    fn connected_call(
+        &self,
+        request: u32,
+        from: &str,
+        to: &str,
+        tapi: usize,
+    ) -> (CallHandle, CallHandle) {
+        let mark = self.recorder.len();
+        let made = self
+            .provider
+            .make_call(request, self.line(from), tapi, Some(to.into()))
+            .unwrap();
+        assert_eq!(self.completed(request), 0);
+        let ringing = self.announced(mark, to);
+        assert_eq!(self.provider.answer(request + 1, ringing), Ok(request + 1));
+        assert_eq!(self.completed(request + 1), 0);
+        self.reaches(mark, tapi, LINECALLSTATE_CONNECTED);
+        self.reaches(mark, tapi_handle(ringing), LINECALLSTATE_CONNECTED);
+        (made, ringing)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hold_consultation_transfer_and_digits_through_the_provider() {
+    let bench = Bench::start(&["201", "202", "203"]).await;
+    let (a, b) = bench.connected_call(10, "201", "202", 0xA1);
+
+    // Answering a connected call is refused by the server, with its LINEERR.
+    bench.provider.answer(12, b).unwrap();
+    assert_eq!(bench.completed(12), LINEERR_INVALCALLSTATE);
+
+    // Hold and back.
+    let mark = bench.recorder.len();
+    bench.provider.hold(13, a).unwrap();
+    assert_eq!(bench.completed(13), 0);
+    bench.reaches(mark, 0xA1, LINECALLSTATE_ONHOLD);
+    bench.provider.unhold(14, a).unwrap();
+    assert_eq!(bench.completed(14), 0);
+    bench.reaches(mark, 0xA1, LINECALLSTATE_CONNECTED);
+
+    // DTMF: LINE_GENERATE when done.
+    bench.provider.generate_digits(a, 77, "12#".into()).unwrap();
+    bench.recorder.wait(mark, "LINE_GENERATE", |s| {
+        matches!(s, Seen::Event { message: LINE_GENERATE, params, .. }
+            if params[0] == LINEGENERATETERM_DONE && params[1] == 77)
+    });
+
+    // 202 transfers 201 to 203 with consultation: lineSetupTransfer gives a call in dial
+    // tone, lineDial dials it, 203 answers, lineCompleteTransfer joins 201 and 203.
+    let mark = bench.recorder.len();
+    let consult = bench.provider.setup_transfer(15, b, 0xC1).unwrap();
+    assert_eq!(bench.completed(15), 0);
+    bench.reaches(mark, 0xC1, LINECALLSTATE_DIALTONE);
+    bench.provider.dial(16, consult, "203".into()).unwrap();
+    assert_eq!(bench.completed(16), 0);
+    let at_203 = bench.announced(mark, "203");
+    assert_eq!(party(&bench.provider, at_203, CALLER_ID), "202");
+    bench.provider.answer(17, at_203).unwrap();
+    assert_eq!(bench.completed(17), 0);
+    bench.reaches(mark, 0xC1, LINECALLSTATE_CONNECTED);
+    bench
+        .provider
+        .complete_transfer(18, b, consult, 0, LINETRANSFERMODE_TRANSFER)
+        .unwrap();
+    assert_eq!(bench.completed(18), 0);
+    bench.reaches(mark, tapi_handle(b), LINECALLSTATE_IDLE);
+    bench.reaches(mark, 0xC1, LINECALLSTATE_IDLE);
+    let deadline = Instant::now() + PATIENCE;
+    while party(&bench.provider, a, CONNECTED_ID) != "203" {
+        assert!(
+            Instant::now() < deadline,
+            "201 never showed 203 as connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::task::block_in_place(|| bench.provider.shutdown());
+    bench.server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blind_transfer_pickup_forwarding_and_park_through_the_provider() {
+    let bench = Bench::start(&["204", "205", "206", "207"]).await;
+
+    // A call ringing at 205 is picked up at 206 (linePickup names the ringing extension).
+    let mark = bench.recorder.len();
+    bench
+        .provider
+        .make_call(20, bench.line("204"), 0xB1, Some("205".into()))
+        .unwrap();
+    assert_eq!(bench.completed(20), 0);
+    bench.announced(mark, "205");
+    let picked = bench
+        .provider
+        .pickup(21, bench.line("206"), 0xB2, Some("205".into()))
+        .unwrap();
+    assert_eq!(bench.completed(21), 0);
+    bench.reaches(mark, 0xB2, LINECALLSTATE_CONNECTED);
+
+    // 206 transfers 204 blind to 207; 206's call ends, 207 rings with 204 calling.
+    let mark = bench.recorder.len();
+    bench
+        .provider
+        .blind_transfer(22, picked, "207".into())
+        .unwrap();
+    assert_eq!(bench.completed(22), 0);
+    bench.reaches(mark, 0xB2, LINECALLSTATE_IDLE);
+    let at_207 = bench.announced(mark, "207");
+    assert_eq!(party(&bench.provider, at_207, CALLER_ID), "204");
+    bench.provider.answer(23, at_207).unwrap();
+    assert_eq!(bench.completed(23), 0);
+
+    // 207 parks the call at 705; 205 takes it back with lineUnpark.
+    let mark = bench.recorder.len();
+    bench.provider.park(24, at_207, Some("705".into())).unwrap();
+    assert_eq!(bench.completed(24), 0);
+    bench.reaches(mark, tapi_handle(at_207), LINECALLSTATE_IDLE);
+    let unparked = bench
+        .provider
+        .unpark(25, bench.line("205"), 0xB5, "705".into())
+        .unwrap();
+    assert_eq!(bench.completed(25), 0);
+    bench
+        .recorder
+        .wait(mark, "the unparked call's first state", |s| {
+            matches!(
+                s,
+                Seen::Event {
+                    tapi_call: 0xB5,
+                    message: LINE_CALLSTATE,
+                    ..
+                }
+            )
+        });
+    bench.provider.drop_call(26, unparked).unwrap();
+    assert_eq!(bench.completed(26), 0);
+
+    // Forwarding and do-not-disturb on 204 through lineForward.
+    let forward = |destination: &str| {
+        Some(vec![tapir_tsp::provider::ForwardEntry {
+            mode: LINEFORWARDMODE_UNCOND,
+            destination: destination.into(),
+        }])
+    };
+    bench
+        .provider
+        .forward(27, bench.line("204"), forward("299"))
+        .unwrap();
+    assert_eq!(bench.completed(27), 0);
+    let line_204 = || async {
+        lines(&bench.server)
+            .await
+            .into_iter()
+            .find(|l| l.address == "204")
+            .unwrap()
+    };
+    let forwarded = line_204().await;
+    assert_eq!(forwarded.forwards.len(), 1, "{forwarded:?}");
+    assert_eq!(forwarded.forwards[0].destination, "299");
+    bench
+        .provider
+        .forward(28, bench.line("204"), forward(""))
+        .unwrap();
+    assert_eq!(bench.completed(28), 0);
+    assert!(line_204().await.do_not_disturb);
+    bench.provider.forward(29, bench.line("204"), None).unwrap();
+    assert_eq!(bench.completed(29), 0);
+    // The two commands behind it may finish in either order.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let now = line_204().await;
+        if !now.do_not_disturb && now.forwards.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lineForward(NULL) cancels forwarding and do-not-disturb: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::task::block_in_place(|| bench.provider.shutdown());
+    bench.server.stop();
+}
