@@ -98,6 +98,8 @@ pub enum ConfigError {
     UnknownOption(String),
     #[error("option {0} needs a value")]
     MissingValue(String),
+    #[error("TAPI assigns the permanent provider id when it adds the provider; leave out --provider")]
+    ProviderAssignedByTapi,
     #[error("the settings store failed: {0}")]
     Store(String),
 }
@@ -125,6 +127,16 @@ impl TspConfig {
             url.to_owned()
         }
     }
+}
+
+/// Where the log files go without `--log-dir`: `%ProgramData%\tapir\logs` (the temporary
+/// directory where there is no ProgramData).
+pub fn default_log_dir() -> PathBuf {
+    std::env::var_os("ProgramData")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("tapir")
+        .join("logs")
 }
 
 /// The settings as stored: plain values by name, secrets separately (protected at rest).
@@ -212,33 +224,56 @@ pub struct ConfigureArgs {
 }
 
 /// Parses `--provider 1 --server ws://... --token T --user U --password P --ca-file F
-/// --mode M --log-level L --log-dir D --startup-wait-ms N`.
+/// --mode M --log-level L --log-dir D --startup-wait-ms N`; see `parse_options` for the
+/// `--name=value` form.
 pub fn parse_configure_args(line: &str) -> Result<ConfigureArgs, ConfigError> {
+    let (provider, settings) = parse_options(line)?;
+    let provider = provider.ok_or(ConfigError::MissingValue("--provider".into()))?;
+    Ok(ConfigureArgs { provider, settings })
+}
+
+/// `TapirInstall`'s command line: the settings of `parse_configure_args` without
+/// `--provider`, which TAPI assigns when it adds the provider.
+pub fn parse_install_args(line: &str) -> Result<StoredSettings, ConfigError> {
+    match parse_options(line)? {
+        (Some(_), _) => Err(ConfigError::ProviderAssignedByTapi),
+        (None, settings) => Ok(settings),
+    }
+}
+
+/// The options of both command lines. Each is `--name value` or `--name=value`; in the
+/// second form an empty value leaves the setting unset, so an installer can pass every
+/// property it has (`--user=[USER]`) whether it was given or not.
+fn parse_options(line: &str) -> Result<(Option<u32>, StoredSettings), ConfigError> {
     let mut words = line.split_whitespace();
     let mut provider = None;
     let mut settings = StoredSettings::default();
-    while let Some(option) = words.next() {
-        let mut value = || {
-            words
+    while let Some(word) = words.next() {
+        let (option, inline_value) = match word.split_once('=') {
+            Some((option, value)) if option.starts_with("--") => (option, Some(value)),
+            _ => (word, None),
+        };
+        let value = match inline_value {
+            Some("") => continue,
+            Some(value) => value.to_owned(),
+            None => words
                 .next()
                 .map(str::to_owned)
-                .ok_or_else(|| ConfigError::MissingValue(option.to_owned()))
+                .ok_or_else(|| ConfigError::MissingValue(option.to_owned()))?,
         };
         match option {
             "--provider" => {
-                let text = value()?;
-                provider = Some(text.parse().map_err(|_| ConfigError::BadValue {
+                provider = Some(value.parse().map_err(|_| ConfigError::BadValue {
                     setting: "provider",
-                    value: text,
+                    value,
                     expected: "the permanent provider id (a number)",
                 })?);
             }
-            "--token" => settings.secrets.push(("Token".into(), value()?)),
-            "--password" => settings.secrets.push(("Password".into(), value()?)),
+            "--token" => settings.secrets.push(("Token".into(), value)),
+            "--password" => settings.secrets.push(("Password".into(), value)),
             "--mode" => {
-                let mode = value()?;
-                Mode::parse(&mode)?;
-                settings.values.push(("Mode".into(), mode));
+                Mode::parse(&value)?;
+                settings.values.push(("Mode".into(), value));
             }
             other => {
                 let name = match other {
@@ -250,12 +285,11 @@ pub fn parse_configure_args(line: &str) -> Result<ConfigureArgs, ConfigError> {
                     "--startup-wait-ms" => "StartupWaitMs",
                     _ => return Err(ConfigError::UnknownOption(other.to_owned())),
                 };
-                settings.values.push((name.into(), value()?));
+                settings.values.push((name.into(), value));
             }
         }
     }
-    let provider = provider.ok_or(ConfigError::MissingValue("--provider".into()))?;
-    Ok(ConfigureArgs { provider, settings })
+    Ok((provider, settings))
 }
 
 #[cfg(test)]
@@ -331,5 +365,31 @@ mod tests {
             none.settings.to_config(None),
             Err(ConfigError::NoCredentials)
         );
+    }
+
+    #[test]
+    fn an_install_line_takes_inline_values_and_skips_empty_ones() {
+        // As the MSI passes them: every property, given or not.
+        let settings = parse_install_args(
+            "--server=ws://pbx:5380 --token=tapir_1_abc --user= --password= --mode=",
+        )
+        .unwrap();
+        let config = settings.to_config(None).unwrap();
+        assert_eq!(config.server, "ws://pbx:5380");
+        assert_eq!(config.credentials, Credentials::Token("tapir_1_abc".into()));
+        assert_eq!(config.mode, Mode::User);
+        assert_eq!(
+            parse_install_args("--server ws://pbx --token t --provider 2"),
+            Err(ConfigError::ProviderAssignedByTapi)
+        );
+        let no_server = parse_install_args("--server= --token=t").unwrap();
+        assert_eq!(no_server.to_config(None), Err(ConfigError::NoServer));
+        assert!(matches!(
+            parse_install_args("--server=ws://pbx --token=t --mode=everyone"),
+            Err(ConfigError::BadValue {
+                setting: "mode",
+                ..
+            })
+        ));
     }
 }

@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use tapir_wire::{CallDto, CommandDto, ErrorDto, EventDto, InstanceDto, LineDto, SnapshotDto};
 use windows_sys::Win32::Devices::Tapi::{
-    LINECALLSTATE_CONFERENCED, LINECALLSTATE_DIALTONE, LINECALLSTATE_IDLE, LINEDEVSTATE_INSERVICE,
-    LINEDEVSTATE_OUTOFSERVICE, LINEERR_CALLUNAVAIL, LINEERR_INVALCALLHANDLE,
-    LINEERR_INVALLINEHANDLE, LINEERR_OPERATIONFAILED, LINEERR_RESOURCEUNAVAIL,
-    LINEGENERATETERM_CANCEL, LINEGENERATETERM_DONE,
+    LINECALLSTATE_CONFERENCED, LINECALLSTATE_DIALTONE, LINECALLSTATE_IDLE,
+    LINECALLSTATE_ONHOLDPENDCONF, LINEDEVSTATE_INSERVICE, LINEDEVSTATE_OUTOFSERVICE,
+    LINEERR_CALLUNAVAIL, LINEERR_INVALCALLHANDLE, LINEERR_INVALLINEHANDLE, LINEERR_OPERATIONFAILED,
+    LINEERR_RESOURCEUNAVAIL, LINEGENERATETERM_CANCEL, LINEGENERATETERM_DONE,
 };
 
 /// A TAPI line device id (`dwDeviceID`), given by TAPISRV.
@@ -121,6 +121,26 @@ impl LineSlot {
     }
 }
 
+/// A call that exists for TAPI before the server has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholder {
+    /// `lineSetupTransfer` or `lineSetupConference`'s consultation: dial tone until `lineDial`.
+    Consultation { original: CallHandle },
+    /// `lineSetupConference`'s conference call: on hold pending the conference until
+    /// `lineAddToConference` creates it on the server.
+    Conference { original: CallHandle },
+}
+
+impl Placeholder {
+    pub fn original(self) -> CallHandle {
+        match self {
+            Placeholder::Consultation { original } | Placeholder::Conference { original } => {
+                original
+            }
+        }
+    }
+}
+
 /// One call handle the TSP gave out.
 #[derive(Debug)]
 pub struct CallSlot {
@@ -135,8 +155,8 @@ pub struct CallSlot {
     pub app_specific: u32,
     /// Created by TAPI (make call, unpark, ...) and not yet confirmed: no events may be sent.
     pending: bool,
-    /// A local consultation placeholder (`lineSetupTransfer`): dial tone until `lineDial`.
-    pub consult_for: Option<CallHandle>,
+    /// A call TAPI set up that the server does not have yet.
+    pub placeholder: Option<Placeholder>,
     /// The state and mode last reported.
     reported: Option<(u32, u32)>,
 }
@@ -144,9 +164,10 @@ pub struct CallSlot {
 impl CallSlot {
     /// The state and mode as TAPI sees them now.
     pub fn state(&self) -> (u32, u32) {
-        match (&self.dto, self.consult_for) {
+        match (&self.dto, self.placeholder) {
             (Some(call), _) => (call.state_bits, call.mode_bits),
-            (None, Some(_)) => (LINECALLSTATE_DIALTONE, 0),
+            (None, Some(Placeholder::Consultation { .. })) => (LINECALLSTATE_DIALTONE, 0),
+            (None, Some(Placeholder::Conference { .. })) => (LINECALLSTATE_ONHOLDPENDCONF, 0),
             (None, None) => (LINECALLSTATE_IDLE, 0),
         }
     }
@@ -230,6 +251,11 @@ impl Devices {
 
     pub fn device_of(&self, line: LineId) -> Option<DeviceId> {
         self.lines.get(&line).and_then(|slot| slot.device)
+    }
+
+    /// A line by its id.
+    pub fn line_dto(&self, line: LineId) -> Option<&LineDto> {
+        self.lines.get(&line).map(|slot| &slot.dto)
     }
 
     /// The line of an open line handle.
@@ -395,40 +421,50 @@ impl Devices {
                 dto: None,
                 app_specific: 0,
                 pending: true,
-                consult_for: None,
+                placeholder: None,
                 reported: None,
             },
         );
         handle
     }
 
-    /// `lineSetupTransfer`: a consultation placeholder in dial tone for `original`, valid at
-    /// once; `lineDial` on it starts the consultation.
-    pub fn consultation_placeholder(
+    /// A call for TAPI that the server does not have yet (see [`Placeholder`]), valid at
+    /// once, in its local state.
+    pub fn placeholder(
         &mut self,
-        original: CallHandle,
+        kind: Placeholder,
         tapi_call: usize,
     ) -> Result<(CallHandle, Vec<Notice>), LineErr> {
-        let line = self.call(original)?.line;
+        let line = self.call(kind.original())?.line;
         let handle = self.new_handle();
+        let slot = CallSlot {
+            line,
+            tapi_call,
+            tapir: None,
+            dto: None,
+            app_specific: 0,
+            pending: false,
+            placeholder: Some(kind),
+            reported: None,
+        };
+        let (state, _) = slot.state();
+        let mode = if state == LINECALLSTATE_DIALTONE {
+            windows_sys::Win32::Devices::Tapi::LINEDIALTONEMODE_NORMAL
+        } else {
+            0
+        };
         self.slots.insert(
             handle,
             CallSlot {
-                line,
-                tapi_call,
-                tapir: None,
-                dto: None,
-                app_specific: 0,
-                pending: false,
-                consult_for: Some(original),
-                reported: Some((LINECALLSTATE_DIALTONE, 0)),
+                reported: Some((state, 0)),
+                ..slot
             },
         );
         let notices = vec![Notice::CallState {
             line,
             call: handle,
-            state: LINECALLSTATE_DIALTONE,
-            mode: windows_sys::Win32::Devices::Tapi::LINEDIALTONEMODE_NORMAL,
+            state,
+            mode,
             conference: None,
         }];
         Ok((handle, notices))
@@ -437,10 +473,10 @@ impl Devices {
     /// Drops a placeholder nobody dialled on: it goes idle without the server.
     pub fn drop_placeholder(&mut self, call: CallHandle) -> Option<Vec<Notice>> {
         let slot = self.slots.get_mut(&call)?;
-        if slot.consult_for.is_none() || slot.tapir.is_some() {
+        if slot.placeholder.is_none() || slot.tapir.is_some() {
             return None;
         }
-        slot.consult_for = None;
+        slot.placeholder = None;
         slot.reported = Some((LINECALLSTATE_IDLE, 0));
         Some(vec![Notice::CallState {
             line: slot.line,
@@ -617,7 +653,7 @@ impl Devices {
             Completes::CreatesCall { request, call } => {
                 // A placeholder stays the user's (it may be dialled again or dropped).
                 match self.slots.get_mut(&call) {
-                    Some(slot) if slot.consult_for.is_some() => slot.pending = false,
+                    Some(slot) if slot.placeholder.is_some() => slot.pending = false,
                     Some(slot) if slot.pending => {
                         self.slots.remove(&call);
                     }
@@ -906,7 +942,7 @@ impl Devices {
                 dto: None,
                 app_specific: 0,
                 pending: false,
-                consult_for: None,
+                placeholder: None,
                 reported: None,
             },
         );
@@ -1218,7 +1254,9 @@ mod tests {
     fn closing_a_call_abandons_its_requests_and_a_placeholder_drops_locally() {
         let (mut devices, _) = ready(vec![call(7, 1, "connected", LINECALLSTATE_CONNECTED)]);
         devices.bind_tapi_call(1, 0x66);
-        let (consult, notices) = devices.consultation_placeholder(1, 0x67).unwrap();
+        let (consult, notices) = devices
+            .placeholder(Placeholder::Consultation { original: 1 }, 0x67)
+            .unwrap();
         assert!(matches!(
             notices[0],
             Notice::CallState {

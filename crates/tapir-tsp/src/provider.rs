@@ -8,14 +8,15 @@ use std::time::Duration;
 use tapir_wire::{CommandDto, ForwardDto};
 use windows_sys::Win32::Devices::Tapi::{
     LINEERR_INCOMPATIBLEAPIVERSION, LINEERR_INVALADDRESS, LINEERR_INVALADDRESSID,
-    LINEERR_INVALCALLHANDLE, LINEERR_INVALPARAM, LINEERR_INVALTRANSFERMODE, LINEERR_NODEVICE,
-    LINEERR_OPERATIONUNAVAIL, LINEFORWARDMODE_BUSY, LINEFORWARDMODE_NOANSW, LINEFORWARDMODE_UNCOND,
-    LINETRANSFERMODE_CONFERENCE, LINETRANSFERMODE_TRANSFER,
+    LINEERR_INVALCALLHANDLE, LINEERR_INVALCALLSTATE, LINEERR_INVALPARAM, LINEERR_INVALTRANSFERMODE,
+    LINEERR_NODEVICE, LINEERR_OPERATIONUNAVAIL, LINEFORWARDMODE_BUSY, LINEFORWARDMODE_NOANSW,
+    LINEFORWARDMODE_UNCOND, LINETRANSFERMODE_CONFERENCE, LINETRANSFERMODE_TRANSFER,
 };
 
 use crate::config::TspConfig;
 use crate::devices::{
-    CallHandle, DeviceId, Devices, LineErr, LineId, Notice, OpenLine, Outgoing, line_err,
+    CallHandle, DeviceId, Devices, LineErr, LineId, Notice, OpenLine, Outgoing, Placeholder,
+    line_err,
 };
 use crate::engine::{Engine, StartError, Tapisrv};
 use crate::structs::{self, CallCounts, HIGHEST_VERSION, LOWEST_VERSION};
@@ -188,11 +189,11 @@ impl Provider {
         let device = devices
             .device_of(slot.line)
             .ok_or(line_err(LINEERR_NODEVICE))?;
-        match (&slot.dto, slot.consult_for) {
+        match (&slot.dto, slot.placeholder) {
             (Some(dto), _) => structs::call_info(buf, device, slot, dto),
-            // A placeholder borrows its original's parties until it is dialled.
-            (None, Some(original)) => {
-                let original = devices.call(original)?;
+            // A placeholder borrows its original's parties until the server has it.
+            (None, Some(placeholder)) => {
+                let original = devices.call(placeholder.original())?;
                 let dto = original
                     .dto
                     .as_ref()
@@ -204,7 +205,13 @@ impl Provider {
     }
 
     pub fn call_status(&self, call: CallHandle, buf: &mut [u8]) -> Result<(), LineErr> {
-        structs::call_status(buf, self.devices().call(call)?)
+        let devices = self.devices();
+        let slot = devices.call(call)?;
+        let line = devices
+            .line_dto(slot.line)
+            .ok_or(line_err(LINEERR_INVALCALLHANDLE))?;
+        let can_conference = devices.capabilities(line).iter().any(|c| c == "conference");
+        structs::call_status(buf, slot, can_conference)
     }
 
     /// The line a call is on, for `lineGetCallAddressID` and the exports' handle checks.
@@ -356,12 +363,65 @@ impl Provider {
         call: CallHandle,
         tapi_consult: usize,
     ) -> Result<CallHandle, LineErr> {
-        let (handle, mut notices) = self
-            .devices()
-            .consultation_placeholder(call, tapi_consult)?;
+        let consultation = Placeholder::Consultation { original: call };
+        let (handle, mut notices) = self.devices().placeholder(consultation, tapi_consult)?;
         notices.insert(0, Notice::Completion { request, result: 0 });
         self.deliver(notices);
         Ok(handle)
+    }
+
+    /// `lineSetupConference` from an existing call: a conference call on hold pending the
+    /// conference and a consultation in dial tone; `lineDial` dials the consultation and
+    /// `lineAddToConference` joins it. Returns (conference, consultation).
+    pub fn setup_conference(
+        &self,
+        request: u32,
+        call: CallHandle,
+        tapi_conference: usize,
+        tapi_consult: usize,
+    ) -> Result<(CallHandle, CallHandle), LineErr> {
+        let (conference, consultation, notices) = {
+            let mut devices = self.devices();
+            let (conference, mut notices) =
+                devices.placeholder(Placeholder::Conference { original: call }, tapi_conference)?;
+            let (consultation, more) =
+                devices.placeholder(Placeholder::Consultation { original: call }, tapi_consult)?;
+            notices.extend(more);
+            (conference, consultation, notices)
+        };
+        let mut all = vec![Notice::Completion { request, result: 0 }];
+        all.extend(notices);
+        self.deliver(all);
+        Ok((conference, consultation))
+    }
+
+    /// `lineAddToConference`: the server joins the consultation and its original into a
+    /// conference, which becomes the conference call TAPI set up.
+    pub fn add_to_conference(
+        &self,
+        request: u32,
+        conference: CallHandle,
+        consultation: CallHandle,
+    ) -> Result<u32, LineErr> {
+        let outgoing = {
+            let mut devices = self.devices();
+            let slot = devices.call(conference)?;
+            if !matches!(slot.placeholder, Some(Placeholder::Conference { .. }))
+                || slot.tapir.is_some()
+            {
+                // tapir's conferences hold three parties: one consultation, once.
+                return Err(line_err(LINEERR_OPERATIONUNAVAIL));
+            }
+            let line = slot.line;
+            let joined = devices.tapir_call(consultation)?;
+            devices.request_creating(
+                request,
+                line,
+                conference,
+                CommandDto::Conference { call: joined },
+            )
+        };
+        self.sent(request, outgoing)
     }
 
     /// `lineDial`: on a consultation placeholder it starts the consultation; on a connected
@@ -371,8 +431,8 @@ impl Provider {
             let mut devices = self.devices();
             let slot = devices.call(call)?;
             let line = slot.line;
-            match (slot.consult_for, slot.tapir) {
-                (Some(original), None) => {
+            match (slot.placeholder, slot.tapir) {
+                (Some(Placeholder::Consultation { original }), None) => {
                     let original = devices.tapir_call(original)?;
                     devices.bind_placeholder(call);
                     devices.request_creating(
@@ -391,7 +451,7 @@ impl Provider {
                         digits: to,
                     },
                 ),
-                (None, None) => Err(line_err(LINEERR_INVALCALLHANDLE)),
+                (_, None) => Err(line_err(LINEERR_INVALCALLSTATE)),
             }
         };
         self.sent(request, outgoing)

@@ -11,7 +11,7 @@ use std::mem::{offset_of, size_of};
 use tapir_wire::{CallDto, LineDto, PartyDto};
 use windows_sys::Win32::Devices::Tapi::*;
 
-use crate::devices::{CallSlot, DeviceId, LineErr, line_err};
+use crate::devices::{CallSlot, DeviceId, LineErr, Placeholder, line_err};
 
 /// The TSPI versions this provider speaks: 2.0 to 2.2 (3.x needs a media service provider).
 pub const LOWEST_VERSION: u32 = 0x0002_0000;
@@ -147,7 +147,10 @@ pub fn possible_call_features(capabilities: &[String]) -> u32 {
             "consult_transfer",
             LINECALLFEATURE_SETUPTRANSFER | LINECALLFEATURE_COMPLETETRANSF | LINECALLFEATURE_DIAL,
         ),
-        ("conference", LINECALLFEATURE_ADDTOCONF),
+        (
+            "conference",
+            LINECALLFEATURE_ADDTOCONF | LINECALLFEATURE_SETUPCONF,
+        ),
         ("redirect", LINECALLFEATURE_REDIRECT),
         ("generate_digits", LINECALLFEATURE_GENERATEDIGITS),
         ("park", LINECALLFEATURE_PARK),
@@ -324,9 +327,14 @@ pub fn address_caps(
     w.set(at!(dwAddrCapFlags), LINEADDRCAPFLAGS_DIALED);
     let call_features = possible_call_features(capabilities);
     w.set(at!(dwCallFeatures), call_features);
+    let mut transfer_modes = 0;
     if call_features & LINECALLFEATURE_SETUPTRANSFER != 0 {
-        w.set(at!(dwTransferModes), LINETRANSFERMODE_TRANSFER);
+        transfer_modes |= LINETRANSFERMODE_TRANSFER;
     }
+    if can(capabilities, "conference") {
+        transfer_modes |= LINETRANSFERMODE_CONFERENCE;
+    }
+    w.set(at!(dwTransferModes), transfer_modes);
     if call_features & LINECALLFEATURE_PARK != 0 {
         w.set(
             at!(dwParkModes),
@@ -633,8 +641,9 @@ pub fn call_info(
     Ok(())
 }
 
-/// `TSPI_lineGetCallStatus`.
-pub fn call_status(buf: &mut [u8], call: &CallSlot) -> Result<(), LineErr> {
+/// `TSPI_lineGetCallStatus`; `can_conference` says whether the PBX joins conferences, so a
+/// call that can start a consultation can start a conference (`lineSetupConference`) too.
+pub fn call_status(buf: &mut [u8], call: &CallSlot, can_conference: bool) -> Result<(), LineErr> {
     let mut w = VarWriter::new(buf, size_of::<LINECALLSTATUS>())?;
     macro_rules! at {
         ($field:ident) => {
@@ -644,11 +653,20 @@ pub fn call_status(buf: &mut [u8], call: &CallSlot) -> Result<(), LineErr> {
     let (state, mode) = call.state();
     w.set(at!(dwCallState), state);
     w.set(at!(dwCallStateMode), mode);
-    let features = match (&call.dto, call.consult_for) {
+    let features = match (&call.dto, call.placeholder) {
         (Some(dto), _) => dto.feature_bits,
-        // A consultation placeholder can be dialled or dropped.
-        (None, Some(_)) => LINECALLFEATURE_DIAL | LINECALLFEATURE_DROP,
+        // A consultation placeholder can be dialled or dropped; a conference placeholder
+        // dropped (its consultation is added from the consultation's side).
+        (None, Some(Placeholder::Consultation { .. })) => {
+            LINECALLFEATURE_DIAL | LINECALLFEATURE_DROP
+        }
+        (None, Some(Placeholder::Conference { .. })) => LINECALLFEATURE_DROP,
         (None, None) => 0,
+    };
+    let features = if can_conference && features & LINECALLFEATURE_SETUPTRANSFER != 0 {
+        features | LINECALLFEATURE_SETUPCONF
+    } else {
+        features
     };
     w.set(at!(dwCallFeatures), features);
     let entered = call.dto.as_ref().map(|d| d.state_entered_at).unwrap_or(0);

@@ -797,3 +797,53 @@ async fn blind_transfer_pickup_forwarding_and_park_through_the_provider() {
     tokio::task::block_in_place(|| bench.provider.shutdown());
     bench.server.stop();
 }
+
+const LINECALLSTATE_CONFERENCED: usize = 0x800;
+const LINECALLSTATE_ONHOLDPENDCONF: usize = 0x1000;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conference_set_up_through_the_provider() {
+    let bench = Bench::start(&["204", "205", "206"]).await;
+    let (a, _) = bench.connected_call(30, "204", "205", 0xA4);
+
+    // lineSetupConference from 204's call: the conference call waits on hold, the
+    // consultation has dial tone; lineDial, 206 answers, lineAddToConference joins.
+    let mark = bench.recorder.len();
+    let (conference, consultation) = bench.provider.setup_conference(32, a, 0xF0, 0xF1).unwrap();
+    assert_eq!(bench.completed(32), 0);
+    bench.reaches(mark, 0xF0, LINECALLSTATE_ONHOLDPENDCONF);
+    bench.reaches(mark, 0xF1, LINECALLSTATE_DIALTONE);
+    bench.provider.dial(33, consultation, "206".into()).unwrap();
+    assert_eq!(bench.completed(33), 0);
+    let at_206 = bench.announced(mark, "206");
+    bench.provider.answer(34, at_206).unwrap();
+    assert_eq!(bench.completed(34), 0);
+    bench.reaches(mark, 0xF1, LINECALLSTATE_CONNECTED);
+    bench
+        .provider
+        .add_to_conference(35, conference, consultation)
+        .unwrap();
+    assert_eq!(bench.completed(35), 0);
+    // The members are conferenced into TAPI's conference call (its handle in dwParam2).
+    for member in [0xA4, 0xF1] {
+        bench.recorder.wait(mark, "a conferenced member", |s| {
+            matches!(s, Seen::Event { tapi_call, message: LINE_CALLSTATE, params, .. }
+                if *tapi_call == member && params[0] == LINECALLSTATE_CONFERENCED && params[1] == 0xF0)
+        });
+    }
+    bench.reaches(mark, 0xF0, LINECALLSTATE_CONNECTED);
+    assert_eq!(
+        bench
+            .provider
+            .add_to_conference(36, conference, consultation),
+        Err(0x8000_0049_u32 as i32),
+        "a second consultation is not offered (LINEERR_OPERATIONUNAVAIL)"
+    );
+
+    let mark = bench.recorder.len();
+    bench.provider.drop_call(37, conference).unwrap();
+    assert_eq!(bench.completed(37), 0);
+    bench.reaches(mark, 0xF0, LINECALLSTATE_IDLE);
+    tokio::task::block_in_place(|| bench.provider.shutdown());
+    bench.server.stop();
+}

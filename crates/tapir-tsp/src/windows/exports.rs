@@ -768,6 +768,55 @@ pub unsafe extern "system" fn TSPI_lineCompleteTransfer(
     })
 }
 
+/// Only from an existing call (a conference of it and one consultation, as tapir's PBXs
+/// join three parties).
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn TSPI_lineSetupConference(
+    request: u32,
+    call: Handle,
+    _line: Handle,
+    tapi_conference: Handle,
+    driver_conference: *mut Handle,
+    tapi_consult: Handle,
+    driver_consult: *mut Handle,
+    _parties: u32,
+    _call_params: *const c_void,
+) -> i32 {
+    guard(|| {
+        if driver_conference.is_null() || driver_consult.is_null() {
+            return Err(line_err(LINEERR_INVALPOINTER));
+        }
+        if call == 0 {
+            return Err(line_err(LINEERR_OPERATIONUNAVAIL));
+        }
+        let (provider, instance, call) = by_call(call)?;
+        let (conference, consultation) =
+            provider.setup_conference(request, call, tapi_conference, tapi_consult)?;
+        unsafe {
+            put(driver_conference, call_handle(instance, conference))?;
+            put(driver_consult, call_handle(instance, consultation))?;
+        }
+        Ok(request_id(request))
+    })
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn TSPI_lineAddToConference(
+    request: u32,
+    conference: Handle,
+    consultation: Handle,
+) -> i32 {
+    guard(|| {
+        let (provider, _, conference) = by_call(conference)?;
+        let (_, _, consultation) = by_call(consultation)?;
+        Ok(request_id(provider.add_to_conference(
+            request,
+            conference,
+            consultation,
+        )?))
+    })
+}
+
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn TSPI_linePickup(
     request: u32,
