@@ -847,3 +847,37 @@ async fn a_conference_set_up_through_the_provider() {
     tokio::task::block_in_place(|| bench.provider.shutdown());
     bench.server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_wss_the_provider_trusts_its_ca_file_and_refuses_an_unknown_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new(common::BIN)
+        .args(["tls", "self-signed", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let cert = dir.path().join("tapir-cert.pem");
+    let config_text = format!(
+        "[server.tls]\ncert = {:?}\nkey = {:?}\n\n[[instances]]\nname = \"sim\"\n[instances.driver]\ntype = \"sim\"\n",
+        cert.display().to_string(),
+        dir.path().join("tapir-key.pem").display().to_string()
+    );
+    let server = Server::with_config(&config_text);
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+
+    // The server's own administrator token serves: it does not restart here.
+    let mut trusting = config(&server, Credentials::Token(server.token.clone()));
+    assert!(trusting.server.starts_with("wss://"), "{}", trusting.server);
+    trusting.ca_file = Some(cert);
+    let report = tokio::task::block_in_place(|| test_connection(&trusting)).unwrap();
+    assert_eq!(report.lines, 20);
+
+    let untrusting = TspConfig {
+        ca_file: None,
+        ..trusting
+    };
+    let error = tokio::task::block_in_place(|| test_connection(&untrusting)).unwrap_err();
+    assert!(error.contains("certificate"), "says why: {error}");
+    server.stop();
+}
