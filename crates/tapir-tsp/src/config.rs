@@ -98,7 +98,9 @@ pub enum ConfigError {
     UnknownOption(String),
     #[error("option {0} needs a value")]
     MissingValue(String),
-    #[error("TAPI assigns the permanent provider id when it adds the provider; leave out --provider")]
+    #[error(
+        "TAPI assigns the permanent provider id when it adds the provider; leave out --provider"
+    )]
     ProviderAssignedByTapi,
     #[error("the settings store failed: {0}")]
     Store(String),

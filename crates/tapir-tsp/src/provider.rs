@@ -108,6 +108,14 @@ impl Provider {
         self.devices().line_of_device(device).is_some()
     }
 
+    /// The line behind a device id.
+    pub fn line_of_device(&self, device: DeviceId) -> Result<LineId, LineErr> {
+        self.devices()
+            .line_of_device(device)
+            .map(|line| line.id)
+            .ok_or(line_err(LINEERR_NODEVICE))
+    }
+
     /// The device id of an open line, for `lineGetID`.
     pub fn device_of_line(&self, line: LineId) -> Result<DeviceId, LineErr> {
         let devices = self.devices();

@@ -530,10 +530,11 @@ pub unsafe extern "system" fn TSPI_lineOpen(
             tapi_line,
             event_proc,
         };
-        // The handle is written before the calls on the line are announced (on the
-        // connection thread, after this returns).
-        let line = provider.open(device, open)?;
+        // The handle is written before the line opens: the calls already on it are
+        // announced from the connection thread, possibly before this returns.
+        let line = provider.line_of_device(device)?;
         unsafe { put(driver_line, line_handle(instance, line))? };
+        provider.open(device, open)?;
         Ok(0)
     })
 }

@@ -8,6 +8,7 @@
 
 mod dialog;
 mod exports;
+mod install;
 mod settings;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
