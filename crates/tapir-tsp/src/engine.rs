@@ -224,8 +224,13 @@ impl Link {
             epoch: resume.map(|(_, epoch)| epoch),
             lines: None,
         };
-        if let Err(e) = sink.send(text(&subscribe)).await {
-            return SessionEnd::Lost(e.to_string());
+        // The pong comes after the replay (or snapshot): when nothing was missed, it is what
+        // tells that the stream resumed.
+        let ping = ClientMessage::Ping { id: None };
+        for message in [subscribe, ping] {
+            if let Err(e) = sink.send(text(&message)).await {
+                return SessionEnd::Lost(e.to_string());
+            }
         }
         let mut ping = tokio::time::interval(PING_EVERY);
         let mut last_heard = Instant::now();
@@ -276,6 +281,9 @@ impl Link {
                 return;
             }
         };
+        // Events and pongs after a reconnect mean the stream resumed (a snapshot says so
+        // itself); an error does not.
+        let resumes = matches!(message, ServerMessage::Event(_) | ServerMessage::Pong { .. });
         let notices = {
             let mut devices = self.devices();
             let mut notices = match message {
@@ -298,7 +306,7 @@ impl Link {
                 }
                 ServerMessage::Pong { .. } => Vec::new(),
             };
-            if !devices.connected() {
+            if resumes && !devices.connected() {
                 notices.extend(devices.resumed());
             }
             notices
