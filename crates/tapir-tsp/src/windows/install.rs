@@ -178,6 +178,8 @@ fn run_logged(what: &str, log_dir: &Path, work: impl FnOnce() -> Result<String, 
 /// Runs `work` with a tracing subscriber that appends to `tapir-tsp.<date>.log` in `log_dir`
 /// (the provider's own file) synchronously; without a writable directory, without a log.
 fn with_log_file<T>(log_dir: &Path, work: impl FnOnce() -> T) -> T {
+    // The appender creates a missing directory too, but complains on stderr first.
+    let _ = std::fs::create_dir_all(log_dir);
     let appender = RollingFileAppender::builder()
         .rotation(Rotation::DAILY)
         .filename_prefix("tapir-tsp")
