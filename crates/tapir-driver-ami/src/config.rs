@@ -277,6 +277,15 @@ impl AmiConfig {
         format!("{}:{}", self.host, self.port)
     }
 
+    /// Whom the TLS link trusts and which name the server's certificate must carry.
+    pub(crate) fn tls_target(&self) -> tapir_provider::tls::TlsTarget {
+        tapir_provider::tls::TlsTarget::new(
+            &self.host,
+            self.tls_server_name.as_deref(),
+            self.tls_ca_file.as_deref(),
+        )
+    }
+
     pub(crate) fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
     }

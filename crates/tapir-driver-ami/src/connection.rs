@@ -37,7 +37,7 @@ pub enum LinkError {
     #[error(transparent)]
     Codec(#[from] CodecError),
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(#[from] tapir_provider::tls::TlsError),
 }
 
 /// The answer to one action.
@@ -98,9 +98,12 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         let stream: Box<dyn AmiStream> = if config.tls {
             Box::new(
-                timeout(limit, crate::tls::connect(config, stream))
-                    .await
-                    .map_err(|_| LinkError::Timeout(limit, "negotiating TLS"))??,
+                timeout(
+                    limit,
+                    tapir_provider::tls::connect(&config.tls_target(), stream),
+                )
+                .await
+                .map_err(|_| LinkError::Timeout(limit, "negotiating TLS"))??,
             )
         } else {
             Box::new(stream)

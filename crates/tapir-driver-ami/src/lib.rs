@@ -15,9 +15,9 @@
 //!   - `mapping::channel`: a channel and its TAPI picture;
 //!   - `mapping::cause`: hangup causes as disconnect modes.
 //! - `commands`: tapir's commands as AMI actions, and the capabilities offered.
-//! - `connection`: one AMI connection: banner, login, actions correlated by ActionID.
+//! - `connection`: one AMI connection (TCP, or TLS by `tapir_provider::tls`): banner, login,
+//!   actions correlated by ActionID.
 //! - `session`: the owner loop: synchronise, follow, serve, reconnect with back-off.
-//! - `tls`: AMI over TLS (rustls), trusting the system and an optional CA file.
 //! - `provider`: [`AmiProvider`] and the connection test.
 
 pub mod codec;
@@ -28,7 +28,6 @@ pub mod mapping;
 pub mod message;
 mod provider;
 mod session;
-mod tls;
 
 pub use config::{AmiConfig, FeatureStore, NEEDED_EVENT_CLASSES, PhoneControl};
 pub use provider::AmiProvider;

@@ -12,9 +12,8 @@
 //! - [`message`]: typed incoming messages and the requests tapir sends, in schema order.
 //! - [`mapping`]: the synchronous state machine from events to call reports.
 //! - `commands`: tapir's commands as CSTA requests; CSTA errors as TAPI errors.
-//! - `link`: one connection: TCP or TLS, invoke ids, protocol trace, the session handshake,
+//! - `link`: one connection: TCP or TLS (`tapir_provider::tls`), invoke ids, protocol trace, the session handshake,
 //!   snapshots (segmented or not).
-//! - `tls`: CSTA over TLS (rustls on `ring`), trusting the system and an optional CA file.
 //! - `session`: the owner loop: monitor, snapshot, serve, keep alive, reconnect.
 //! - `provider`: [`CstaProvider`] and the connection test.
 
@@ -26,7 +25,6 @@ pub mod mapping;
 pub mod message;
 mod provider;
 mod session;
-mod tls;
 pub mod xml;
 
 pub use config::{CstaConfig, DEFAULT_PORT, Dialect};

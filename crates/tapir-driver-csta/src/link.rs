@@ -343,8 +343,12 @@ async fn connect(config: &CstaConfig) -> Result<Box<dyn CstaStream>, LinkError> 
     if !config.tls {
         return Ok(Box::new(stream));
     }
-    let tls = timeout(limit, crate::tls::connect(config, stream))
-        .await
-        .map_err(|_| LinkError::Timeout("the TLS handshake"))??;
+    let tls = timeout(
+        limit,
+        tapir_provider::tls::connect(&config.tls_target(), stream),
+    )
+    .await
+    .map_err(|_| LinkError::Timeout("the TLS handshake"))?
+    .map_err(|e| LinkError::Tls(e.to_string()))?;
     Ok(Box::new(tls))
 }

@@ -25,6 +25,8 @@
 //! # Shared by drivers
 //! - [`backoff`]: capped exponential back-off with jitter between reconnection attempts.
 //! - [`testing`]: running a provider in a test.
+//! - [`tls`]: the TLS client towards a PBX (system certificates plus `tls_ca_file`, the
+//!   certificate checked against `tls_server_name` or the host).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -40,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod backoff;
 pub mod testing;
+pub mod tls;
 
 /// The tracing target of raw PBX traffic.
 pub const PROTOCOL_TRACE: &str = "tapir_protocol";
