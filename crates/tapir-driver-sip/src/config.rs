@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -16,6 +17,9 @@ use tapir_provider::ProviderError;
 pub enum Transport {
     Udp,
     Tcp,
+    /// SIP over TLS: one connection from the provider to the registrar, which carries the
+    /// registrar's NOTIFYs back too.
+    Tls,
 }
 
 impl Transport {
@@ -23,20 +27,73 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// The registrar's port when none is configured (RFC 3261 §19.1.2).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Udp | Transport::Tcp => 5060,
+            Transport::Tls => 5061,
         }
     }
 }
 
 /// The registrar and proxy every request goes through (Kamailio in the test bed).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "RegistrarSettings")]
 pub struct Registrar {
     /// An IP address literal: the provider never resolves names.
     pub host: String,
-    #[serde(default = "default_sip_port")]
     pub port: u16,
-    #[serde(default = "default_transport")]
     pub transport: Transport,
+    /// With `transport = "tls"`: a PEM file of CA certificates to trust besides the system's
+    /// (e.g. a private CA). The same setting as the AMI and CSTA drivers'.
+    pub tls_ca_file: Option<PathBuf>,
+    /// With `transport = "tls"`: the name the registrar's certificate must carry; default
+    /// `host` (an IP address, which certificates seldom name).
+    pub tls_server_name: Option<String>,
+}
+
+/// [`Registrar`] as written in the file, where the port's default depends on the transport.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrarSettings {
+    host: String,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default = "default_transport")]
+    transport: Transport,
+    #[serde(default)]
+    tls_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    tls_server_name: Option<String>,
+}
+
+impl From<RegistrarSettings> for Registrar {
+    fn from(settings: RegistrarSettings) -> Registrar {
+        Registrar {
+            port: settings
+                .port
+                .unwrap_or_else(|| settings.transport.default_port()),
+            host: settings.host,
+            transport: settings.transport,
+            tls_ca_file: settings.tls_ca_file,
+            tls_server_name: settings.tls_server_name,
+        }
+    }
+}
+
+impl Registrar {
+    /// Whom the TLS link trusts and which name the registrar's certificate must carry.
+    pub(crate) fn tls_target(&self) -> tapir_provider::tls::TlsTarget {
+        tapir_provider::tls::TlsTarget::new(
+            &self.host,
+            self.tls_server_name.as_deref(),
+            self.tls_ca_file.as_deref(),
+        )
+    }
 }
 
 /// One monitored line: a SIP address of record and an optional display name.
@@ -142,9 +199,6 @@ pub struct SipConfig {
     pub retry_max_ms: u64,
 }
 
-fn default_sip_port() -> u16 {
-    5060
-}
 fn default_transport() -> Transport {
     Transport::Udp
 }
@@ -219,6 +273,8 @@ impl SipConfig {
                 host: host.into(),
                 port,
                 transport: Transport::Udp,
+                tls_ca_file: None,
+                tls_server_name: None,
             },
             bind: default_bind(),
             lines: lines
@@ -255,6 +311,7 @@ impl SipConfig {
         if self.registrar.port == 0 {
             return Err(config_error("registrar.port must not be 0"));
         }
+        self.validate_tls()?;
         if let Some(credentials) = &self.credentials {
             for (name, value) in [
                 ("credentials.username", &credentials.username),
@@ -374,6 +431,36 @@ impl SipConfig {
         Ok(lines)
     }
 
+    /// The TLS settings are only for `transport = "tls"`, and the CA file must be there.
+    fn validate_tls(&self) -> Result<(), ProviderError> {
+        let registrar = &self.registrar;
+        let has_tls_settings =
+            registrar.tls_ca_file.is_some() || registrar.tls_server_name.is_some();
+        if has_tls_settings && registrar.transport != Transport::Tls {
+            return Err(config_error(
+                "registrar.tls_ca_file and registrar.tls_server_name need registrar.transport = \"tls\"",
+            ));
+        }
+        if let Some(file) = &registrar.tls_ca_file
+            && !file.is_file()
+        {
+            return Err(config_error(format!(
+                "registrar.tls_ca_file: {} is not a readable file",
+                file.display()
+            )));
+        }
+        if let Some(name) = &registrar.tls_server_name
+            && tapir_provider::tls::TlsTarget::new(&registrar.host, Some(name), None)
+                .server_name()
+                .is_err()
+        {
+            return Err(config_error(format!(
+                "registrar.tls_server_name `{name}` is not a DNS name or IP address"
+            )));
+        }
+        Ok(())
+    }
+
     pub(crate) fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }
@@ -426,6 +513,8 @@ fn config_error(message: impl Into<String>) -> ProviderError {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn parse(text: &str) -> Result<SipConfig, toml::de::Error> {
@@ -491,6 +580,23 @@ mod tests {
     }
 
     #[test]
+    fn tls_is_read_like_the_ami_and_csta_drivers() {
+        let text = "registrar = { host = \"127.0.0.1\", transport = \"tls\", \
+            tls_ca_file = \"Cargo.toml\", tls_server_name = \"sip.example\" }\n\
+            lines = [{ address = \"sip:201@127.0.0.1\" }]\n";
+        let config = parse(text).unwrap();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.registrar.transport, Transport::Tls);
+        assert_eq!(config.registrar.port, 5061, "TLS's own default port");
+        let target = config.registrar.tls_target();
+        assert_eq!(target.server_name, "sip.example");
+        assert_eq!(target.ca_file.as_deref(), Some(Path::new("Cargo.toml")));
+        let plain = parse(MINIMAL).unwrap();
+        assert_eq!(plain.registrar.tls_target().server_name, "127.0.0.1");
+        assert_eq!(plain.registrar.tls_target().ca_file, None);
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(parse(&format!("{MINIMAL}expires = 5\n")).is_err());
         assert!(parse("registrar = { host = \"127.0.0.1\", prot = 1 }\nlines = []\n").is_err());
@@ -513,7 +619,25 @@ mod tests {
     #[test]
     fn validation_names_the_setting_at_fault() {
         type Spoil = fn(&mut SipConfig);
-        let cases: [(Spoil, &str); 13] = [
+        let cases: [(Spoil, &str); 16] = [
+            (
+                |c| c.registrar.tls_ca_file = Some("Cargo.toml".into()),
+                "need registrar.transport = \"tls\"",
+            ),
+            (
+                |c| {
+                    c.registrar.transport = Transport::Tls;
+                    c.registrar.tls_ca_file = Some("/nonexistent/ca.pem".into());
+                },
+                "registrar.tls_ca_file",
+            ),
+            (
+                |c| {
+                    c.registrar.transport = Transport::Tls;
+                    c.registrar.tls_server_name = Some("not a name".into());
+                },
+                "registrar.tls_server_name",
+            ),
             (
                 |c| c.registration_poll_ms = Some(1000),
                 "registration_poll_ms needs `rpc`",

@@ -47,7 +47,8 @@ pub async fn make_call(stack: &Stack, call: MakeCall) -> Result<(), TapiError> {
     if !call.alert_info.is_empty() {
         headers.push(Header::AlertInfo(call.alert_info.clone().into()));
     }
-    let local = stack.local.ip();
+    stack.ensure_link().await.map_err(|f| failed(f, "INVITE"))?;
+    let local = stack.local().ip();
     let sdp = format!(
         "v=0\r\no=tapir 1 1 IN IP4 {local}\r\ns=tapir\r\nc=IN IP4 {local}\r\nt=0 0\r\n\
          m=audio 9 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\n"

@@ -14,6 +14,8 @@
 //! - [`status`]: SIP final responses as typed call-control errors.
 //! - `stack`: rsipstack's endpoint, transport and dialog layer, requests with digest
 //!   answers, and the dispatch of incoming requests.
+//! - `tls_link`: over TLS, the provider's one connection to the registrar (why one, and
+//!   why dialled by the provider).
 //! - `subscription`: one line's dialog subscription: subscribe, refresh, resubscribe.
 //! - `control`: make call by 3PCC (INVITE, REFER, NOTIFY sipfrag, BYE) and drop.
 //! - `rpc`: Kamailio JSON-RPC over UDP datagrams or HTTP (dialogs, registrations).
@@ -31,6 +33,7 @@ mod session;
 mod stack;
 pub mod status;
 mod subscription;
+mod tls_link;
 
 pub use config::{
     Credentials, LineConfig, NumberRange, Registrar, RpcEndpoint, SipConfig, Transport,

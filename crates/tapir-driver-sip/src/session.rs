@@ -88,7 +88,7 @@ pub async fn run(config: SipConfig, cx: ProviderContext) -> Result<(), ProviderE
         .await
         .map_err(|e| ProviderError::Config(e.to_string()))?;
     let stack = Arc::new(stack);
-    tracing::info!(instance = %cx.instance, local = %stack.local, registrar = %config.registrar_address(),
+    tracing::info!(instance = %cx.instance, local = %stack.local(), registrar = %config.registrar_address(),
         lines = lines.len(), "SIP provider started");
     let mut owner = Owner::new(config, lines, stack.clone(), cx);
     let result = owner.run().await;
@@ -805,7 +805,9 @@ pub async fn options(stack: &Stack, config: &SipConfig) -> Result<(u16, String),
         "sip:{}@{}",
         config.controller_user, config.registrar.host
     ))?;
-    let request = stack.new_request(Method::Options, target.clone(), from, target, None)?;
+    let request = stack
+        .new_request(Method::Options, target.clone(), from, target, None)
+        .await?;
     let (response, _) = stack.send(request, config.request_timeout()).await?;
     Ok((
         response.status_code.code(),

@@ -3,7 +3,9 @@
 //! challenges, and the dispatch of incoming requests.
 //!
 //! Every request goes to the registrar (rsipstack's outbound proxy), whatever its
-//! Request-URI: Kamailio routes it. The provider never resolves names.
+//! Request-URI: Kamailio routes it. The provider never resolves names. Over UDP and TCP the
+//! provider listens on `bind`; over TLS it has no listener but one connection of its own to
+//! the registrar ([`TlsLink`], which says why), dialled before each request it starts.
 //!
 //! Incoming requests are sorted by one task: dialog NOTIFYs of the line subscriptions go to
 //! the owner loop by their Call-ID (the table is shared with the subscription tasks under a
@@ -33,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{SipConfig, Transport};
 use crate::status::Failure;
+use crate::tls_link::TlsLink;
 
 /// The `User-Agent` of the provider's requests.
 pub const USER_AGENT: &str = concat!("tapir-sip/", env!("CARGO_PKG_VERSION"));
@@ -65,9 +68,12 @@ pub struct StartError {
 pub struct Stack {
     endpoint: Endpoint,
     pub dialogs: Arc<DialogLayer>,
-    /// The address the transport listens on (the configured one with the real port).
-    pub local: SocketAddr,
+    /// The address the transport listens on (the configured one with the real port); over
+    /// TLS the configured one, the connection's being [`Stack::local`].
+    bound: SocketAddr,
     pub transport: Transport,
+    /// The connection to the registrar, over TLS.
+    tls: Option<TlsLink>,
     registrar: SipAddr,
     credential: Option<Credential>,
     pub routes: Routes,
@@ -87,8 +93,9 @@ impl Stack {
         let registrar_transport = match config.registrar.transport {
             Transport::Udp => rsip::Transport::Udp,
             Transport::Tcp => rsip::Transport::Tcp,
+            Transport::Tls => rsip::Transport::Tls,
         };
-        let local = match config.registrar.transport {
+        let bound = match config.registrar.transport {
             Transport::Udp => {
                 let udp =
                     UdpConnection::create_connection(config.bind, None, Some(cancel.child_token()))
@@ -111,11 +118,30 @@ impl Stack {
                 transport_layer.add_transport(tcp.into());
                 bind
             }
+            Transport::Tls => config.bind,
         };
         let registrar = SipAddr {
             r#type: Some(registrar_transport),
             addr: rsip::HostWithPort::try_from(config.registrar_address().as_str())
                 .map_err(|e| error(format!("registrar address: {e}")))?,
+        };
+        let tls = match config.registrar.transport {
+            Transport::Tls => {
+                let host = config
+                    .registrar
+                    .host
+                    .parse()
+                    .map_err(|e| error(format!("registrar host: {e}")))?;
+                Some(TlsLink::new(
+                    config.registrar.tls_target(),
+                    registrar.clone(),
+                    SocketAddr::new(host, config.registrar.port),
+                    config.bind,
+                    config.request_timeout(),
+                    cancel.child_token(),
+                ))
+            }
+            Transport::Udp | Transport::Tcp => None,
         };
         transport_layer.outbound = Some(registrar.clone());
         let endpoint = EndpointBuilder::new()
@@ -150,8 +176,9 @@ impl Stack {
         Ok(Stack {
             endpoint,
             dialogs,
-            local,
+            bound,
             transport: config.registrar.transport,
+            tls,
             registrar,
             credential,
             routes,
@@ -173,17 +200,60 @@ impl Stack {
         self.registrar.clone()
     }
 
-    /// Our contact URI for `user`: `sip:user@<local>[;transport=tcp]`.
+    /// Where the provider receives SIP: its listener, or over TLS its connection to the
+    /// registrar (the bound address while there is none).
+    pub fn local(&self) -> SocketAddr {
+        self.tls
+            .as_ref()
+            .and_then(TlsLink::local)
+            .unwrap_or(self.bound)
+    }
+
+    /// Our contact URI for `user`: `sip:user@<local>[;transport=tcp|tls]`. Over TLS it names
+    /// the live connection, so [`Stack::ensure_link`] comes first.
     pub fn contact(&self, user: &str) -> Result<rsip::Uri, Failure> {
         let transport = match self.transport {
             Transport::Udp => "",
             Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
         };
-        uri(&format!("sip:{user}@{}{transport}", self.local))
+        if self.tls.as_ref().is_some_and(|link| link.local().is_none()) {
+            return Err(Failure::Transport(
+                "no TLS connection to the registrar".into(),
+            ));
+        }
+        uri(&format!("sip:{user}@{}{transport}", self.local()))
     }
 
-    /// A new out-of-dialog request from `from` (with a fresh tag) to `to`.
-    pub fn new_request(
+    /// Over TLS, makes sure the connection to the registrar is up (dialling it when not);
+    /// nothing to do over UDP and TCP.
+    pub async fn ensure_link(&self) -> Result<(), Failure> {
+        let Some(link) = &self.tls else {
+            return Ok(());
+        };
+        link.ensure(&self.endpoint.inner.transport_layer)
+            .await
+            .map_err(|e| Failure::Transport(e.to_string()))
+    }
+
+    /// Which connection to the registrar requests go out on now (0 over UDP and TCP, and
+    /// over TLS while there is none).
+    pub fn link_id(&self) -> u64 {
+        self.tls.as_ref().map_or(0, TlsLink::id)
+    }
+
+    /// Resolves once the connection `id` was replaced by another (never over UDP and TCP):
+    /// a Contact naming the old one no longer reaches the provider.
+    pub async fn link_replaced(&self, id: u64) {
+        match &self.tls {
+            Some(link) => link.replaced(id).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// A new out-of-dialog request from `from` (with a fresh tag) to `to`, over the link
+    /// [`Stack::ensure_link`] made sure of.
+    pub async fn new_request(
         &self,
         method: Method,
         request_uri: rsip::Uri,
@@ -191,6 +261,7 @@ impl Stack {
         to: rsip::Uri,
         call_id: Option<String>,
     ) -> Result<Request, Failure> {
+        self.ensure_link().await?;
         let via = self
             .endpoint
             .inner
@@ -225,6 +296,7 @@ impl Stack {
         request: Request,
         limit: Duration,
     ) -> Result<(Response, Request), Failure> {
+        self.ensure_link().await?;
         let key = TransactionKey::from_request(&request, TransactionRole::Client)
             .map_err(|e| Failure::Transport(e.to_string()))?;
         let mut tx = Transaction::new_client(key, request, self.endpoint.inner.clone(), None);

@@ -70,6 +70,8 @@ struct Active {
     target: rsip::Uri,
     cseq: u32,
     expires: Duration,
+    /// The connection to the registrar its Contact names (over TLS; see `tls_link`).
+    link: u64,
 }
 
 enum Outcome {
@@ -202,6 +204,12 @@ async fn follow(
                     };
                 }
             }
+            () = stack.link_replaced(active.link) => {
+                return Outcome::Again {
+                    reason: "the TLS connection to the registrar was made anew; NOTIFYs follow the new one".into(),
+                    immediately: true,
+                };
+            }
             signal = signals.recv() => match signal {
                 Some(Signal::Resubscribe) => {
                     return Outcome::Again {
@@ -236,13 +244,17 @@ async fn subscribe(stack: &Stack, settings: &Settings, call_id: &str) -> Result<
         "sip:{}@{}",
         settings.watcher, settings.watcher_domain
     ))?;
-    let mut request = stack.new_request(
-        Method::Subscribe,
-        target.clone(),
-        watcher,
-        target,
-        Some(call_id.to_owned()),
-    )?;
+    let mut request = stack
+        .new_request(
+            Method::Subscribe,
+            target.clone(),
+            watcher,
+            target,
+            Some(call_id.to_owned()),
+        )
+        .await?;
+    // Read before the Contact is: a connection made anew after this resubscribes.
+    let link = stack.link_id();
     request
         .headers
         .extend(subscribe_headers(settings, stack, settings.expires)?);
@@ -275,6 +287,7 @@ async fn subscribe(stack: &Stack, settings: &Settings, call_id: &str) -> Result<
         target,
         cseq,
         expires: granted(&response, settings.expires),
+        link,
     })
 }
 
@@ -286,6 +299,7 @@ async fn refresh(
     expires: u32,
 ) -> Result<Duration, Failure> {
     active.cseq += 1;
+    stack.ensure_link().await?;
     let request = in_dialog(stack, settings, active, expires)?;
     let (response, sent) = stack.send(request, settings.limit).await?;
     active.cseq = sent

@@ -10,6 +10,8 @@
 //! - An external caller: a sipp UAC calls 202.
 //! - A phone that unregisters (registration followed through usrloc).
 //! - Digest authentication over TCP, with the right and a wrong password.
+//! - SIP over TLS to Kamailio with a private CA: refused while the CA is not trusted, then
+//!   lines, a call between phones, a made call and a Kamailio restart over TLS.
 //! - A bounded load run: sipp calls sipp through Kamailio, every call seen.
 
 mod testbed;
@@ -23,7 +25,7 @@ use tapir_provider::{
     CallRef, CallReport, Completion, DeviceKey, Provider, ProviderCommand, ProviderEvent,
     ProviderRequest,
 };
-use testbed::{Bed, Ctrl};
+use testbed::{Bed, Ctrl, TestCa};
 
 /// How long any one expected event may take (generous: a slow CI box).
 const WAIT: Duration = Duration::from_secs(15);
@@ -55,6 +57,11 @@ struct Phones {
 async fn start_bed(defines: &[&'static str]) -> (Bed, Phones) {
     let mut bed = Bed::new();
     bed.defines = defines.to_vec();
+    start_configured_bed(bed).await
+}
+
+/// [`start_bed`] for a bed configured beforehand (e.g. [`Bed::serve_tls`]).
+async fn start_configured_bed(mut bed: Bed) -> (Bed, Phones) {
     bed.start_kamailio().await;
     let ctrl_201 = bed.start_ua("201", "manual");
     let ctrl_202 = bed.start_ua("202", "manual");
@@ -930,6 +937,156 @@ async fn digest_authentication_over_tcp() {
                 .join("\n")
         );
     }
+}
+
+/// The name in Kamailio's TLS certificate; the provider connects to 127.0.0.1 and checks
+/// this name (`tls_server_name`).
+const TLS_NAME: &str = "kamailio.test";
+
+/// The provider reaches Kamailio over TLS only (the phones stay on UDP): a certificate of a
+/// private CA is refused until `tls_ca_file` trusts the CA; then the lines come in service,
+/// a call between two phones and a made call are seen, and after Kamailio restarts (the TLS
+/// connection ends) the lines come back over a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_over_tls_with_a_private_ca() {
+    let _serial = SERIAL.lock().await;
+    init_logging();
+    let ca = TestCa::new("tapir test CA");
+    let issued = ca.issue(TLS_NAME);
+    let mut bed = Bed::new();
+    bed.serve_tls(&issued.certificate, &issued.key);
+    let ca_file = bed.dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write the CA");
+    let (mut bed, mut phones) = start_configured_bed(bed).await;
+    let mut config = config_for(&bed, &["201", "202", "203"]);
+    config.registrar.transport = Transport::Tls;
+    config.registrar.port = bed.ports.tls;
+    config.registrar.tls_server_name = Some(TLS_NAME.into());
+
+    // Nothing vouches for the private CA: the handshake fails, no line comes up.
+    let provider = SipProvider::new(config.clone()).expect("valid config");
+    let refused = provider.test_connection().await.expect_err("untrusted");
+    assert!(refused.to_string().contains("certificate"), "{refused}");
+    let mut running = RunningProvider::start(Box::new(provider), "sip-tls-untrusted");
+    let events = until(&mut running, "Down for the untrusted certificate", |e| {
+        matches!(e, ProviderEvent::Down { .. })
+    })
+    .await;
+    let Some(ProviderEvent::Down { reason }) = events.last() else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("TLS") && reason.contains("UnknownIssuer"),
+        "{reason}"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, ProviderEvent::Up)),
+        "{events:?}"
+    );
+    stop(running).await;
+
+    // With the CA trusted, every line comes in service over TLS.
+    config.registrar.tls_ca_file = Some(ca_file);
+    let provider = SipProvider::new(config.clone()).expect("valid config");
+    let report = provider.test_connection().await.expect("OPTIONS over TLS");
+    assert!(
+        report.summary.contains("answered OPTIONS with 200"),
+        "{}",
+        report.summary
+    );
+    let (mut running, events) = start_provider(config, "sip-tls").await;
+    let Some(ProviderEvent::Synchronized { out_of_service, .. }) = events.last() else {
+        unreachable!()
+    };
+    assert!(out_of_service.is_empty(), "{out_of_service:?}");
+
+    // 201 calls 202 (the phones on UDP): the dialog-info NOTIFYs reach the provider over
+    // TLS, with the parties.
+    phones.p201.cmd("dial", Some("sip:202@127.0.0.1")).await;
+    let mut seen = Vec::new();
+    let offering = until_all(&mut running, &["202"], "offering", &mut seen).await;
+    assert_eq!(offering[0].caller.number.as_deref(), Some("201"));
+    assert_eq!(offering[0].called.number.as_deref(), Some("202"));
+    assert!(phones.p202.wait_event("CALL_INCOMING", WAIT).await);
+    phones.p202.cmd("accept", None).await;
+    let connected = until_all(&mut running, &["201", "202"], "connected", &mut seen).await;
+    assert_eq!(connected[0].connected, Party::number("202"));
+    assert_eq!(connected[1].connected, Party::number("201"));
+    phones.p201.cmd("hangup", None).await;
+    until_all(&mut running, &["201", "202"], "idle", &mut seen).await;
+
+    // Make call 201 -> 203: the INVITE, REFER and the phone's NOTIFYs go over TLS too.
+    phones.p201.cmd("answermode", Some("auto")).await;
+    let make = command(
+        &running,
+        1,
+        ProviderCommand::MakeCall {
+            device: device("201"),
+            to: "203".into(),
+        },
+    )
+    .await;
+    let mut seen = until(
+        &mut running,
+        "make call completion",
+        |e| matches!(e, ProviderEvent::Completed { request, .. } if *request == make),
+    )
+    .await;
+    let Some(Ok(Completion::Call(made))) = completion(&seen, make).cloned() else {
+        panic!("make call failed: {seen:#?}");
+    };
+    let connected = until_all(&mut running, &["201", "203"], "connected", &mut seen).await;
+    assert_eq!(connected[0].call, made);
+    assert_eq!(connected[0].called.number.as_deref(), Some("203"));
+    phones.p203.cmd("hangup", None).await;
+    until_call(&mut running, &mut seen, "201", &made, "idle").await;
+
+    // The provider's SUBSCRIBEs reached Kamailio over TLS only.
+    let kamailio = bed.kamailio_log();
+    let subscribes: Vec<&str> = kamailio
+        .lines()
+        .filter(|l| l.contains("SUBSCRIBE") && l.contains("from=sip:tapir@"))
+        .collect();
+    assert!(!subscribes.is_empty(), "no SUBSCRIBE from tapir logged");
+    assert!(
+        subscribes.iter().all(|l| l.contains("proto=tls")),
+        "{subscribes:#?}"
+    );
+
+    // Kamailio restarts: its TLS connection ends; the lines come back over a new one.
+    bed.stop_kamailio();
+    until(&mut running, "Down", |e| {
+        matches!(e, ProviderEvent::Down { .. })
+    })
+    .await;
+    bed.start_kamailio().await;
+    let events = until(&mut running, "Synchronized after the restart", |e| {
+        matches!(e, ProviderEvent::Synchronized { .. })
+    })
+    .await;
+    let Some(ProviderEvent::Synchronized { out_of_service, .. }) = events.last() else {
+        unreachable!()
+    };
+    assert!(out_of_service.is_empty(), "{out_of_service:?}");
+    // ... and follow calls again, over the new connection's Contact. (The restarted
+    // Kamailio forgot the phones: they start anew to register.)
+    bed.stop_ua("201");
+    bed.stop_ua("202");
+    let ctrl_201 = bed.start_ua("201", "auto");
+    let ctrl_202 = bed.start_ua("202", "manual");
+    for ext in ["201", "202"] {
+        bed.wait_registered(ext).await;
+    }
+    let _p201 = Ctrl::connect("201", ctrl_201).await;
+    let mut p202 = Ctrl::connect("202", ctrl_202).await;
+    p202.cmd("dial", Some("sip:201@127.0.0.1")).await;
+    let mut seen = Vec::new();
+    let connected = until_all(&mut running, &["201", "202"], "connected", &mut seen).await;
+    assert_eq!(connected[0].caller.number.as_deref(), Some("202"));
+    assert_eq!(connected[1].called.number.as_deref(), Some("201"));
+    p202.cmd("hangup", None).await;
+    until_all(&mut running, &["201", "202"], "idle", &mut seen).await;
+    stop(running).await;
 }
 
 /// A sipp UAS behind a record-routing proxy: rings (180), answers 300 ms later (so that the

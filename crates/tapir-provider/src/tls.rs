@@ -31,6 +31,16 @@ impl TlsTarget {
             ca_file: ca_file.map(Path::to_path_buf),
         }
     }
+
+    /// The server name as rustls checks it; an error when it is neither a DNS name nor an
+    /// IP address.
+    pub fn server_name(&self) -> Result<ServerName<'static>, TlsError> {
+        let name = &self.server_name;
+        ServerName::try_from(name.clone()).map_err(|e| TlsError::ServerName {
+            name: name.clone(),
+            reason: e.to_string(),
+        })
+    }
 }
 
 /// Why a TLS link could not be set up. The messages are for people reading a line's or an
@@ -75,16 +85,11 @@ pub async fn connect(
     stream: TcpStream,
 ) -> Result<TlsStream<TcpStream>, TlsError> {
     let config = client_config(target.ca_file.as_deref())?;
-    let name = &target.server_name;
-    let server_name = ServerName::try_from(name.clone()).map_err(|e| TlsError::ServerName {
-        name: name.clone(),
-        reason: e.to_string(),
-    })?;
     TlsConnector::from(config)
-        .connect(server_name, stream)
+        .connect(target.server_name()?, stream)
         .await
         .map_err(|source| TlsError::Handshake {
-            name: name.clone(),
+            name: target.server_name.clone(),
             source,
         })
 }
@@ -131,6 +136,12 @@ mod tests {
         let named = TlsTarget::new("127.0.0.1", Some("pbx.example"), Some(Path::new("ca.pem")));
         assert_eq!(named.server_name, "pbx.example");
         assert_eq!(named.ca_file.as_deref(), Some(Path::new("ca.pem")));
+        assert!(named.server_name().is_ok());
+        let bad = TlsTarget::new("127.0.0.1", Some("not a name"), None);
+        assert!(matches!(
+            bad.server_name(),
+            Err(TlsError::ServerName { .. })
+        ));
     }
 
     #[test]

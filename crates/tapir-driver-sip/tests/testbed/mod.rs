@@ -3,6 +3,9 @@
 //! 127.0.0.1 on free ports picked per run; state lives in a fresh directory per run. Every
 //! process is stopped by its PID when the [`Bed`] drops, test failure or not: the UAs first
 //! (SIGTERM, SIGKILL after 2 s), then Kamailio.
+//!
+//! With [`Bed::serve_tls`] Kamailio listens for SIP over TLS too, with a certificate from a
+//! throwaway [`TestCa`].
 
 #![allow(dead_code)]
 
@@ -22,6 +25,7 @@ const PACKAGES: &[&str] = &[
     "kamailio-presence-modules",
     "kamailio-extra-modules",
     "kamailio-utils-modules",
+    "kamailio-tls-modules",
     "baresip-core",
     "sip-tester",
 ];
@@ -34,10 +38,17 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Makes sure kamailio, baresip and sipp are installed, installing them with apt-get if not;
-/// fails the test with a clear message when they cannot be had.
+/// Kamailio's TLS module (Debian's kamailio-tls-modules).
+const KAMAILIO_TLS_MODULE: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so";
+
+fn have_all() -> bool {
+    have("kamailio") && have("baresip") && have("sipp") && Path::new(KAMAILIO_TLS_MODULE).is_file()
+}
+
+/// Makes sure kamailio (with its TLS module), baresip and sipp are installed, installing
+/// them with apt-get if not; fails the test with a clear message when they cannot be had.
 pub fn ensure_peers() {
-    if have("kamailio") && have("baresip") && have("sipp") {
+    if have_all() {
         return;
     }
     eprintln!("installing the SIP test bed: {}", PACKAGES.join(" "));
@@ -48,8 +59,8 @@ pub fn ensure_peers() {
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status();
     assert!(
-        have("kamailio") && have("baresip") && have("sipp"),
-        "the SIP test bed needs kamailio, baresip and sipp (Debian packages {}); apt-get install failed: {status:?}",
+        have_all(),
+        "the SIP test bed needs kamailio, its TLS module, baresip and sipp (Debian packages {}); apt-get install failed: {status:?}",
         PACKAGES.join(" ")
     );
 }
@@ -84,6 +95,8 @@ pub struct Ports {
     pub sip: u16,
     pub http: u16,
     pub rpc: u16,
+    /// SIP over TLS, with [`Bed::serve_tls`].
+    pub tls: u16,
 }
 
 impl Ports {
@@ -96,6 +109,7 @@ impl Ports {
             sip,
             http: free_port(1),
             rpc: free_port(1),
+            tls: free_port(1),
         }
     }
 }
@@ -116,6 +130,8 @@ pub struct Bed {
     pub defines: Vec<&'static str>,
     /// Kamailio's shared memory in MB (`-m`): 256 for functional runs, 512 for load.
     pub shm_mb: u32,
+    /// The tls module's settings file, with [`Bed::serve_tls`].
+    tls_cfg: Option<PathBuf>,
 }
 
 impl Bed {
@@ -135,6 +151,29 @@ impl Bed {
             runs: 0,
             defines: Vec::new(),
             shm_mb: 256,
+            tls_cfg: None,
+        }
+    }
+
+    /// Kamailio (from its next start) serves SIP over TLS on `ports.tls` with this
+    /// certificate chain and key (PEM); it asks no client certificate.
+    pub fn serve_tls(&mut self, certificate: &str, key: &str) {
+        let certificate_path = self.dir.join("kamailio-cert.pem");
+        let key_path = self.dir.join("kamailio-key.pem");
+        std::fs::write(&certificate_path, certificate).expect("write the certificate");
+        std::fs::write(&key_path, key).expect("write the key");
+        let cfg = format!(
+            "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n\
+             certificate = {}\nprivate_key = {}\n\n\
+             [client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n",
+            certificate_path.display(),
+            key_path.display()
+        );
+        let cfg_path = self.dir.join("tls.cfg");
+        std::fs::write(&cfg_path, cfg).expect("write tls.cfg");
+        self.tls_cfg = Some(cfg_path);
+        if !self.defines.contains(&"WITH_TLS") {
+            self.defines.push("WITH_TLS");
         }
     }
 
@@ -157,7 +196,16 @@ impl Bed {
         let cfg = template
             .replace("@SIP_PORT@", &self.ports.sip.to_string())
             .replace("@HTTP_PORT@", &self.ports.http.to_string())
-            .replace("@RPC_PORT@", &self.ports.rpc.to_string());
+            .replace("@RPC_PORT@", &self.ports.rpc.to_string())
+            .replace("@TLS_PORT@", &self.ports.tls.to_string())
+            .replace(
+                "@TLS_CFG@",
+                &self
+                    .tls_cfg
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            );
         let cfg_path = state.join("kamailio.cfg");
         std::fs::write(&cfg_path, cfg).expect("write kamailio.cfg");
         let log = std::fs::File::create(state.join("kamailio.log")).expect("log");
@@ -596,6 +644,56 @@ impl Drop for Sipp {
     fn drop(&mut self) {
         if let Some(process) = self.process.take() {
             stop(process);
+        }
+    }
+}
+
+/// A throwaway certificate authority, and server certificates it issues.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+/// A server's certificate (PEM, issued by a [`TestCa`]) and its key (PEM).
+pub struct Issued {
+    pub certificate: String,
+    pub key: String,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        TestCa {
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key).expect("CA certificate"),
+        }
+    }
+
+    /// The CA's certificate (PEM), for `tls_ca_file`.
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A server certificate for `name` (a DNS name).
+    pub fn issue(&self, name: &str) -> Issued {
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let certificate = params
+            .signed_by(&key, &self.issuer)
+            .expect("server certificate");
+        Issued {
+            certificate: certificate.pem(),
+            key: key.serialize_pem(),
         }
     }
 }
