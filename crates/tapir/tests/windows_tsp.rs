@@ -28,7 +28,7 @@ use reqwest::Method;
 use serde_json::json;
 use tapir_wire::CallDto;
 
-use common::wine::{provider_token, windows_path, wine_command, wine_prefix};
+use common::wine::{fresh_wine_session, provider_token, windows_path, wine_command, wine_prefix};
 use common::{PATIENCE, Server, line_of, lines, request_as, wait_for_call};
 
 /// How long the whole harness run may take (a limit, not a measurement): it waits up to 15 s
@@ -54,6 +54,7 @@ fn the_windows_provider_serves_tapir_lines_under_wine() {
     let expected_lines = runtime.block_on(expected_line_arguments(first));
 
     let prefix = wine_prefix();
+    fresh_wine_session(&prefix);
     let logs = tempfile::tempdir().expect("log dir for the DLL");
     let mut arguments = vec![
         windows_path(&artifacts.join("tapir_tsp.dll")),

@@ -21,9 +21,9 @@ use super::{
     read_wide, settings, shut_down,
 };
 use crate::config::parse_configure_args;
-use crate::devices::{LineErr, OpenLine, line_err};
+use crate::devices::{CallHandle, LineErr, LineId, OpenLine, line_err};
 use crate::engine::test_connection;
-use crate::provider::{ForwardEntry, negotiate};
+use crate::provider::{ForwardEntry, Provider, negotiate};
 use crate::structs::{VarWriter, caller_buffer};
 
 type Handle = usize;
@@ -43,6 +43,34 @@ unsafe fn put<T>(out: *mut T, value: T) -> Result<(), LineErr> {
 
 fn request_id(request: u32) -> i32 {
     request as i32
+}
+
+/// An asynchronous request on one call: the request id, or the error at once.
+fn on_call(call: Handle, act: impl FnOnce(&Provider, CallHandle) -> Result<u32, LineErr>) -> i32 {
+    guard(|| {
+        let (provider, _, call) = by_call(call)?;
+        Ok(request_id(act(&provider, call)?))
+    })
+}
+
+/// An asynchronous request that creates a call on a line: writes the new call's handle
+/// through `driver_call` and returns the request id.
+fn creating_on_line(
+    request: u32,
+    line: Handle,
+    driver_call: *mut Handle,
+    create: impl FnOnce(&Provider, LineId) -> Result<CallHandle, LineErr>,
+) -> i32 {
+    guard(|| {
+        if driver_call.is_null() {
+            return Err(line_err(LINEERR_INVALPOINTER));
+        }
+        let (provider, line_id) = by_line(line)?;
+        let instance = super::split(line).map(|(i, _)| i).unwrap_or(0);
+        let handle = create(&provider, line_id)?;
+        unsafe { put(driver_call, call_handle(instance, handle))? };
+        Ok(request_id(request))
+    })
 }
 
 // ---- Provider life cycle -------------------------------------------------------------------
@@ -601,16 +629,9 @@ pub unsafe extern "system" fn TSPI_lineMakeCall(
     _country: u32,
     _call_params: *const c_void,
 ) -> i32 {
-    guard(|| {
-        if driver_call.is_null() {
-            return Err(line_err(LINEERR_INVALPOINTER));
-        }
-        let (provider, line_id) = by_line(line)?;
-        let instance = super::split(line).map(|(i, _)| i).unwrap_or(0);
-        let to = unsafe { read_wide(destination) };
-        let handle = provider.make_call(request, line_id, tapi_call, to)?;
-        unsafe { put(driver_call, call_handle(instance, handle))? };
-        Ok(request_id(request))
+    let to = unsafe { read_wide(destination) };
+    creating_on_line(request, line, driver_call, |provider, line| {
+        provider.make_call(request, line, tapi_call, to)
     })
 }
 
@@ -621,13 +642,8 @@ pub unsafe extern "system" fn TSPI_lineDial(
     to: *const u16,
     _country: u32,
 ) -> i32 {
-    guard(|| {
-        let (provider, _, call) = by_call(call)?;
-        Ok(request_id(provider.dial(
-            request,
-            call,
-            destination(to)?,
-        )?))
+    on_call(call, |provider, call| {
+        provider.dial(request, call, destination(to)?)
     })
 }
 
@@ -638,10 +654,7 @@ pub unsafe extern "system" fn TSPI_lineAnswer(
     _user_info: *const u8,
     _size: u32,
 ) -> i32 {
-    guard(|| {
-        let (provider, _, call) = by_call(call)?;
-        Ok(request_id(provider.answer(request, call)?))
-    })
+    on_call(call, |provider, call| provider.answer(request, call))
 }
 
 #[unsafe(no_mangle)]
@@ -651,10 +664,7 @@ pub unsafe extern "system" fn TSPI_lineAccept(
     _user_info: *const u8,
     _size: u32,
 ) -> i32 {
-    guard(|| {
-        let (provider, _, call) = by_call(call)?;
-        Ok(request_id(provider.accept(request, call)?))
-    })
+    on_call(call, |provider, call| provider.accept(request, call))
 }
 
 #[unsafe(no_mangle)]
@@ -664,26 +674,17 @@ pub unsafe extern "system" fn TSPI_lineDrop(
     _user_info: *const u8,
     _size: u32,
 ) -> i32 {
-    guard(|| {
-        let (provider, _, call) = by_call(call)?;
-        Ok(request_id(provider.drop_call(request, call)?))
-    })
+    on_call(call, |provider, call| provider.drop_call(request, call))
 }
 
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn TSPI_lineHold(request: u32, call: Handle) -> i32 {
-    guard(|| {
-        let (provider, _, call) = by_call(call)?;
-        Ok(request_id(provider.hold(request, call)?))
-    })
+    on_call(call, |provider, call| provider.hold(request, call))
 }
 
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn TSPI_lineUnhold(request: u32, call: Handle) -> i32 {
-    guard(|| {
-        let (provider, _, call) = by_call(call)?;
-        Ok(request_id(provider.unhold(request, call)?))
-    })
+    on_call(call, |provider, call| provider.unhold(request, call))
 }
 
 #[unsafe(no_mangle)]
@@ -702,13 +703,8 @@ pub unsafe extern "system" fn TSPI_lineBlindTransfer(
     to: *const u16,
     _country: u32,
 ) -> i32 {
-    guard(|| {
-        let (provider, _, call) = by_call(call)?;
-        Ok(request_id(provider.blind_transfer(
-            request,
-            call,
-            destination(to)?,
-        )?))
+    on_call(call, |provider, call| {
+        provider.blind_transfer(request, call, destination(to)?)
     })
 }
 
@@ -719,13 +715,8 @@ pub unsafe extern "system" fn TSPI_lineRedirect(
     to: *const u16,
     _country: u32,
 ) -> i32 {
-    guard(|| {
-        let (provider, _, call) = by_call(call)?;
-        Ok(request_id(provider.redirect(
-            request,
-            call,
-            destination(to)?,
-        )?))
+    on_call(call, |provider, call| {
+        provider.redirect(request, call, destination(to)?)
     })
 }
 
@@ -828,16 +819,9 @@ pub unsafe extern "system" fn TSPI_linePickup(
     from: *const u16,
     _group: *const u16,
 ) -> i32 {
-    guard(|| {
-        if driver_call.is_null() {
-            return Err(line_err(LINEERR_INVALPOINTER));
-        }
-        let (provider, line_id) = by_line(line)?;
-        let instance = super::split(line).map(|(i, _)| i).unwrap_or(0);
-        let from = unsafe { read_wide(from) };
-        let handle = provider.pickup(request, line_id, tapi_call, from)?;
-        unsafe { put(driver_call, call_handle(instance, handle))? };
-        Ok(request_id(request))
+    let from = unsafe { read_wide(from) };
+    creating_on_line(request, line, driver_call, |provider, line| {
+        provider.pickup(request, line, tapi_call, from)
     })
 }
 
@@ -870,15 +854,8 @@ pub unsafe extern "system" fn TSPI_lineUnpark(
     driver_call: *mut Handle,
     from: *const u16,
 ) -> i32 {
-    guard(|| {
-        if driver_call.is_null() {
-            return Err(line_err(LINEERR_INVALPOINTER));
-        }
-        let (provider, line_id) = by_line(line)?;
-        let instance = super::split(line).map(|(i, _)| i).unwrap_or(0);
-        let handle = provider.unpark(request, line_id, tapi_call, destination(from)?)?;
-        unsafe { put(driver_call, call_handle(instance, handle))? };
-        Ok(request_id(request))
+    creating_on_line(request, line, driver_call, |provider, line| {
+        provider.unpark(request, line, tapi_call, destination(from)?)
     })
 }
 

@@ -62,6 +62,22 @@ pub fn wine_prefix() -> PathBuf {
     prefix
 }
 
+/// Ends the prefix's Wine session, if one is left running by an earlier test: a session
+/// started without a display (or with another one) would host the next program's windows on
+/// its own desktop.
+pub fn fresh_wine_session(prefix: &Path) {
+    let mut stop = wine_command("wineserver", prefix)
+        .arg("-k")
+        .spawn()
+        .expect("run wineserver -k");
+    let _ = stop.wait();
+    let mut settle = wine_command("wineserver", prefix)
+        .arg("-w")
+        .spawn()
+        .expect("run wineserver -w");
+    wait_with_limit(&mut settle, WINEBOOT_LIMIT, "wineserver -w");
+}
+
 pub fn wait_with_limit(child: &mut Child, limit: Duration, what: &str) {
     let deadline = Instant::now() + limit;
     loop {
