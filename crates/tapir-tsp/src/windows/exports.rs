@@ -45,6 +45,20 @@ fn request_id(request: u32) -> i32 {
     request as i32
 }
 
+/// A structure about a device, filled into the caller's buffer.
+fn fill_for_device(
+    device: u32,
+    structure: *mut u8,
+    fill: impl FnOnce(&Provider, &mut [u8]) -> Result<(), LineErr>,
+) -> i32 {
+    guard(|| {
+        let (_, provider) = instance_by_device(device)?;
+        let buf = unsafe { caller_buffer(structure)? };
+        fill(&provider, buf)?;
+        Ok(0)
+    })
+}
+
 /// An asynchronous request on one call: the request id, or the error at once.
 fn on_call(call: Handle, act: impl FnOnce(&Provider, CallHandle) -> Result<u32, LineErr>) -> i32 {
     guard(|| {
@@ -359,11 +373,8 @@ pub unsafe extern "system" fn TSPI_lineGetDevCaps(
     _ext_version: u32,
     caps: *mut u8,
 ) -> i32 {
-    guard(|| {
-        let (_, provider) = instance_by_device(device)?;
-        let buf = unsafe { caller_buffer(caps)? };
-        provider.dev_caps(device, version, buf)?;
-        Ok(0)
+    fill_for_device(device, caps, |provider, buf| {
+        provider.dev_caps(device, version, buf)
     })
 }
 
@@ -375,11 +386,8 @@ pub unsafe extern "system" fn TSPI_lineGetAddressCaps(
     _ext_version: u32,
     caps: *mut u8,
 ) -> i32 {
-    guard(|| {
-        let (_, provider) = instance_by_device(device)?;
-        let buf = unsafe { caller_buffer(caps)? };
-        provider.address_caps(device, address, buf)?;
-        Ok(0)
+    fill_for_device(device, caps, |provider, buf| {
+        provider.address_caps(device, address, buf)
     })
 }
 
