@@ -283,7 +283,10 @@ impl Link {
         };
         // Events and pongs after a reconnect mean the stream resumed (a snapshot says so
         // itself); an error does not.
-        let resumes = matches!(message, ServerMessage::Event(_) | ServerMessage::Pong { .. });
+        let resumes = matches!(
+            message,
+            ServerMessage::Event(_) | ServerMessage::Pong { .. }
+        );
         let notices = {
             let mut devices = self.devices();
             let mut notices = match message {
