@@ -6,19 +6,19 @@
 
 use std::ffi::c_void;
 use std::mem::offset_of;
-use std::ptr::null_mut;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use windows_sys::Win32::Devices::Tapi::{
-    LINEERR_INVALDEVICECLASS, LINEERR_INVALPOINTER, LINEERR_OPERATIONUNAVAIL, LINEFORWARD,
-    LINEFORWARDLIST, LINEPARKMODE_DIRECTED, PHONEERR_NODEVICE, STRINGFORMAT_BINARY, VARSTRING,
+    LINEERR_INVALDEVICECLASS, LINEERR_INVALPOINTER, LINEERR_OPERATIONFAILED,
+    LINEERR_OPERATIONUNAVAIL, LINEFORWARD, LINEFORWARDLIST, LINEPARKMODE_DIRECTED,
+    PHONEERR_NODEVICE, STRINGFORMAT_BINARY, VARSTRING,
 };
 use windows_sys::Win32::Foundation::{HINSTANCE, HWND};
 
 use super::{
     by_call, by_line, call_handle, dialog, guard, instance_by_device, instance_for, line_handle,
-    read_wide, settings, shut_down,
+    own_path, read_wide, settings, shut_down,
 };
 use crate::config::parse_configure_args;
 use crate::devices::{CallHandle, LineErr, LineId, OpenLine, line_err};
@@ -207,30 +207,6 @@ pub unsafe extern "system" fn TSPI_providerUIIdentify(ui_dll_name: *mut u16) -> 
     })
 }
 
-fn own_path() -> Option<String> {
-    use windows_sys::Win32::System::LibraryLoader::{
-        GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS, GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
-        GetModuleFileNameW, GetModuleHandleExW,
-    };
-    let mut module = null_mut();
-    let anchor = own_path as *const () as *const u16;
-    // SAFETY: an address inside this DLL; the reference count is left alone.
-    let found = unsafe {
-        GetModuleHandleExW(
-            GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
-            anchor,
-            &mut module,
-        )
-    };
-    if found == 0 {
-        return None;
-    }
-    let mut buffer = [0u16; 260];
-    // SAFETY: the buffer and its length.
-    let length = unsafe { GetModuleFileNameW(module, buffer.as_mut_ptr(), buffer.len() as u32) };
-    (length > 0).then(|| String::from_utf16_lossy(&buffer[..length as usize]))
-}
-
 /// The old (TAPI 1.x) install functions: nothing to do, the settings come from
 /// `TapirConfigure`.
 #[unsafe(no_mangle)]
@@ -243,13 +219,21 @@ pub unsafe extern "system" fn TSPI_providerRemove(_owner: HWND, _permanent_id: u
     0
 }
 
+/// Called by TAPI inside `lineAddProvider` with the new provider's id: stores the settings
+/// `TapirInstall` holds for it (see `install`).
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn TUISPI_providerInstall(
     _callback: Handle,
     _owner: HWND,
-    _permanent_id: u32,
+    permanent_id: u32,
 ) -> i32 {
-    0
+    guard(|| {
+        super::install::store_held_settings(permanent_id).map_err(|e| {
+            tracing::error!(provider = permanent_id, "cannot store the settings: {e}");
+            line_err(LINEERR_OPERATIONFAILED)
+        })?;
+        Ok(0)
+    })
 }
 
 #[unsafe(no_mangle)]

@@ -33,17 +33,13 @@ use windows_sys::Win32::Devices::Tapi::{
 use windows_sys::Win32::Foundation::{
     ERROR_FILE_NOT_FOUND, ERROR_SUCCESS, HINSTANCE, HWND, WIN32_ERROR,
 };
-use windows_sys::Win32::System::LibraryLoader::{
-    GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS, GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
-    GetModuleFileNameW, GetModuleHandleExW,
-};
 use windows_sys::Win32::System::Registry::{
     HKEY, HKEY_LOCAL_MACHINE, KEY_READ, RegCloseKey, RegDeleteKeyW, RegDeleteTreeW, RegOpenKeyExW,
     RegQueryInfoKeyW,
 };
 use windows_sys::Win32::System::SystemInformation::GetSystemDirectoryW;
 
-use super::{read_wide, settings};
+use super::{own_path, read_wide, settings};
 use crate::config::{ConfigError, StoredSettings, default_log_dir, parse_install_args};
 
 /// The TAPI version this code speaks to `lineGetProviderList` (2.0: every Windows since 2000).
@@ -214,10 +210,26 @@ fn install(settings: StoredSettings) -> Result<String, InstallError> {
     }
     let name = wide(&own.name_for_tapi);
     let mut id = 0u32;
+    // TAPI calls TUISPI_providerInstall with the new id inside lineAddProvider, before the
+    // Telephony service may start the provider: it stores these there, so the provider never
+    // starts without its settings.
+    *SETTINGS_FOR_NEW_PROVIDER
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(settings.clone());
     // SAFETY: a NUL-terminated name and an out-pointer; no owner window (nothing to ask: the
     // provider's TUISPI_providerInstall shows no dialog).
     let added = unsafe { lineAddProviderW(name.as_ptr(), null_mut(), &mut id) };
+    let held = SETTINGS_FOR_NEW_PROVIDER
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
     tapi_result("lineAddProvider", added)?;
+    if held.is_none() {
+        tracing::info!(
+            provider = id,
+            "the settings were stored during lineAddProvider"
+        );
+    }
     tracing::info!(provider = id, file = %own.name_for_tapi, "TAPI added the provider");
     if let Err(source) = store(id, &settings) {
         // Leave nothing half-installed: a provider without settings cannot start.
@@ -231,6 +243,25 @@ fn install(settings: StoredSettings) -> Result<String, InstallError> {
          applications if they do not show its lines",
         own.file_name
     ))
+}
+
+/// The settings `TapirInstall` is adding a provider with, until `TUISPI_providerInstall` takes
+/// them.
+static SETTINGS_FOR_NEW_PROVIDER: std::sync::Mutex<Option<StoredSettings>> =
+    std::sync::Mutex::new(None);
+
+/// `TUISPI_providerInstall` during `TapirInstall`'s `lineAddProvider`: stores the settings for
+/// the id TAPI just assigned. Nothing to do when TAPI adds the provider another way (the
+/// configuration dialog or `TapirConfigure` provide the settings then).
+pub(super) fn store_held_settings(id: u32) -> Result<(), ConfigError> {
+    let held = SETTINGS_FOR_NEW_PROVIDER
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    match held {
+        Some(settings) => store(id, &settings),
+        None => Ok(()),
+    }
 }
 
 /// Stores the settings and reads them back as a whole configuration, as the provider will.
@@ -307,26 +338,6 @@ fn same_path(a: &Path, b: &Path) -> bool {
     a.to_string_lossy()
         .trim_end_matches('\\')
         .eq_ignore_ascii_case(b.to_string_lossy().trim_end_matches('\\'))
-}
-
-fn own_path() -> Option<String> {
-    let mut module = null_mut();
-    let anchor = own_path as *const () as *const u16;
-    // SAFETY: an address inside this DLL; the reference count is left alone.
-    let found = unsafe {
-        GetModuleHandleExW(
-            GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
-            anchor,
-            &mut module,
-        )
-    };
-    if found == 0 {
-        return None;
-    }
-    let mut buffer = [0u16; 260];
-    // SAFETY: the buffer and its length.
-    let length = unsafe { GetModuleFileNameW(module, buffer.as_mut_ptr(), buffer.len() as u32) };
-    (length > 0).then(|| String::from_utf16_lossy(&buffer[..length as usize]))
 }
 
 fn system_directory() -> Option<PathBuf> {

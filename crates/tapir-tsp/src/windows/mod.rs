@@ -230,6 +230,32 @@ fn guard(body: impl FnOnce() -> Result<i32, LineErr>) -> i32 {
     }
 }
 
+/// The path of this DLL as loaded (TAPI needs it for the UI functions and to add the
+/// provider).
+fn own_path() -> Option<String> {
+    use windows_sys::Win32::System::LibraryLoader::{
+        GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS, GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+        GetModuleFileNameW, GetModuleHandleExW,
+    };
+    let mut module = std::ptr::null_mut();
+    let anchor = own_path as *const () as *const u16;
+    // SAFETY: an address inside this DLL; the reference count is left alone.
+    let found = unsafe {
+        GetModuleHandleExW(
+            GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+            anchor,
+            &mut module,
+        )
+    };
+    if found == 0 {
+        return None;
+    }
+    let mut buffer = [0u16; 260];
+    // SAFETY: the buffer and its length.
+    let length = unsafe { GetModuleFileNameW(module, buffer.as_mut_ptr(), buffer.len() as u32) };
+    (length > 0).then(|| String::from_utf16_lossy(&buffer[..length as usize]))
+}
+
 /// A NUL-terminated UTF-16 string from TAPISRV (at most 32k characters).
 ///
 /// # Safety

@@ -264,13 +264,10 @@ static LOG_GUARD: OnceLock<Option<WorkerGuard>> = OnceLock::new();
 /// Starts the rotating log file (daily, seven kept) the first time a provider starts.
 pub fn start_logging(config: &TspConfig) {
     LOG_GUARD.get_or_init(|| {
-        let dir = config.log_dir.clone().unwrap_or_else(|| {
-            std::env::var_os("ProgramData")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(std::env::temp_dir)
-                .join("tapir")
-                .join("logs")
-        });
+        let dir = config
+            .log_dir
+            .clone()
+            .unwrap_or_else(crate::config::default_log_dir);
         let appender = tracing_appender::rolling::Builder::new()
             .rotation(tracing_appender::rolling::Rotation::DAILY)
             .filename_prefix("tapir-tsp")
