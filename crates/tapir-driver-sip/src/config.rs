@@ -3,6 +3,7 @@
 //!
 //! The digest password never appears in logs: `Debug` prints it redacted.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -104,6 +105,10 @@ pub struct LineConfig {
     pub address: String,
     #[serde(default)]
     pub name: Option<String>,
+    /// A key of `phone_types`: what the line's phone understands. Absent: no remote
+    /// control, and the instance's auto-answer hints.
+    #[serde(default)]
+    pub phone_type: Option<String>,
 }
 
 /// A block of consecutive extensions on one domain: `first..=last` as `sip:<n>@<domain>`.
@@ -113,6 +118,52 @@ pub struct NumberRange {
     pub first: u64,
     pub last: u64,
     pub domain: String,
+    /// The phone type of every line of the range, as for [`LineConfig::phone_type`].
+    #[serde(default)]
+    pub phone_type: Option<String>,
+}
+
+/// How the provider asks a phone to answer, hold and resume its calls. SIP has no standard
+/// request for that: each works only on phones that implement it (and often only once it is
+/// enabled on the phone).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteControl {
+    /// None: answer and hold are not offered on the phone's lines.
+    #[default]
+    None,
+    /// A NOTIFY with `Event: talk` (answer a ringing call, resume a held one) or
+    /// `Event: hold` (Broadsoft's remote control events, as Yealink, Snom and Polycom take
+    /// them).
+    NotifyTalk,
+    /// An INFO whose `application/csta+xml` body is ECMA-323's `AnswerCall`, `HoldCall` or
+    /// `RetrieveCall` (uaCSTA, ECMA TR/87).
+    Uacsta,
+}
+
+/// What one kind of phone understands: remote control and the auto-answer hints of made
+/// calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneType {
+    #[serde(default)]
+    pub control: RemoteControl,
+    /// `Alert-Info` of the INVITE that makes a call; absent: the instance's `alert_info`.
+    /// Empty for none.
+    #[serde(default)]
+    pub alert_info: Option<String>,
+    /// Whether that INVITE carries `Call-Info: <sip:domain>;answer-after=0` (default yes).
+    #[serde(default)]
+    pub answer_after: Option<bool>,
+}
+
+/// The settings that apply to one line's phone, its type's and the instance's together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneSettings {
+    pub control: RemoteControl,
+    /// Empty for none.
+    pub alert_info: String,
+    pub answer_after: bool,
 }
 
 /// Digest credentials for Kamailio's challenges (`WITH_AUTH`).
@@ -174,9 +225,13 @@ pub struct SipConfig {
     /// The user part the provider calls from in 3PCC (its dialogs are hidden from lines).
     #[serde(default = "default_controller_user")]
     pub controller_user: String,
-    /// `Alert-Info` sent with the INVITE to the line's phone; empty for none.
+    /// `Alert-Info` sent with the INVITE to the line's phone; empty for none. A phone type
+    /// may say otherwise.
     #[serde(default = "default_alert_info")]
     pub alert_info: String,
+    /// Kinds of phones by name, which lines name in `phone_type`.
+    #[serde(default)]
+    pub phone_types: BTreeMap<String, PhoneType>,
     /// The `Expires` asked for on each dialog subscription; refreshed at 80 %.
     #[serde(default = "default_subscription_expires_s")]
     pub subscription_expires_s: u32,
@@ -193,6 +248,10 @@ pub struct SipConfig {
     /// How long a drop waits for the dialog-info to show both sides gone.
     #[serde(default = "default_drop_verify_ms")]
     pub drop_verify_ms: u64,
+    /// How long an answer through the phone waits for the dialog-info to show the call
+    /// connected once the phone took the request.
+    #[serde(default = "default_answer_verify_ms")]
+    pub answer_verify_ms: u64,
     #[serde(default = "default_retry_min_ms")]
     pub retry_min_ms: u64,
     #[serde(default = "default_retry_max_ms")]
@@ -229,6 +288,9 @@ fn default_answer_timeout_ms() -> u64 {
 fn default_drop_verify_ms() -> u64 {
     5_000
 }
+fn default_answer_verify_ms() -> u64 {
+    5_000
+}
 fn default_retry_min_ms() -> u64 {
     500
 }
@@ -247,6 +309,7 @@ impl fmt::Debug for SipConfig {
             .field("rpc", &self.rpc)
             .field("registration_poll_ms", &self.registration_poll_ms)
             .field("controller_user", &self.controller_user)
+            .field("phone_types", &self.phone_types)
             .finish_non_exhaustive()
     }
 }
@@ -260,6 +323,8 @@ pub struct Line {
     /// The host part (with port if given), used as the domain of dialled numbers.
     pub domain: String,
     pub name: Option<String>,
+    /// A key of [`SipConfig::phone_types`] (checked).
+    pub phone_type: Option<String>,
 }
 
 /// The most lines one range may expand to.
@@ -282,6 +347,7 @@ impl SipConfig {
                 .map(|a| LineConfig {
                     address: (*a).to_owned(),
                     name: None,
+                    phone_type: None,
                 })
                 .collect(),
             ranges: Vec::new(),
@@ -290,11 +356,13 @@ impl SipConfig {
             registration_poll_ms: None,
             controller_user: default_controller_user(),
             alert_info: default_alert_info(),
+            phone_types: BTreeMap::new(),
             subscription_expires_s: default_subscription_expires_s(),
             keepalive_interval_ms: default_keepalive_interval_ms(),
             request_timeout_ms: default_request_timeout_ms(),
             answer_timeout_ms: default_answer_timeout_ms(),
             drop_verify_ms: default_drop_verify_ms(),
+            answer_verify_ms: default_answer_verify_ms(),
             retry_min_ms: default_retry_min_ms(),
             retry_max_ms: default_retry_max_ms(),
         }
@@ -333,6 +401,15 @@ impl SipConfig {
         if self.alert_info.chars().any(char::is_control) {
             return Err(config_error("alert_info must not contain line breaks"));
         }
+        for (name, phone_type) in &self.phone_types {
+            if let Some(alert_info) = &phone_type.alert_info
+                && alert_info.chars().any(char::is_control)
+            {
+                return Err(config_error(format!(
+                    "phone_types.{name}.alert_info must not contain line breaks"
+                )));
+            }
+        }
         if let Some(RpcEndpoint::Http { path, .. }) = &self.rpc
             && (!path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ' '))
         {
@@ -359,6 +436,7 @@ impl SipConfig {
             ("request_timeout_ms", self.request_timeout_ms),
             ("answer_timeout_ms", self.answer_timeout_ms),
             ("drop_verify_ms", self.drop_verify_ms),
+            ("answer_verify_ms", self.answer_verify_ms),
             ("retry_min_ms", self.retry_min_ms),
         ] {
             if value == 0 {
@@ -388,8 +466,10 @@ impl SipConfig {
                     "lines[{index}].name must not contain control characters"
                 )));
             }
+            self.check_phone_type(line.phone_type.as_deref(), || format!("lines[{index}]"))?;
             lines.push(Line {
                 name: line.name.clone(),
+                phone_type: line.phone_type.clone(),
                 ..parsed
             });
         }
@@ -400,6 +480,7 @@ impl SipConfig {
                     range.last, range.first
                 )));
             }
+            self.check_phone_type(range.phone_type.as_deref(), || format!("ranges[{index}]"))?;
             if range.last - range.first >= MAX_RANGE {
                 return Err(config_error(format!(
                     "ranges[{index}]: more than {MAX_RANGE} numbers"
@@ -413,7 +494,10 @@ impl SipConfig {
                         range.domain
                     ))
                 })?;
-                lines.push(parsed);
+                lines.push(Line {
+                    phone_type: range.phone_type.clone(),
+                    ..parsed
+                });
             }
         }
         if lines.is_empty() {
@@ -429,6 +513,49 @@ impl SipConfig {
             }
         }
         Ok(lines)
+    }
+
+    /// A line's (or range's, named by `owner`) phone type must be one of `phone_types`.
+    fn check_phone_type(
+        &self,
+        phone_type: Option<&str>,
+        owner: impl Fn() -> String,
+    ) -> Result<(), ProviderError> {
+        match phone_type {
+            Some(name) if !self.phone_types.contains_key(name) => Err(config_error(format!(
+                "{}.phone_type `{name}` is not one of phone_types",
+                owner()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether every line's phone takes remote control, so that answer and hold can be
+    /// offered: capabilities are the instance's, not a line's.
+    pub fn every_phone_is_remote_controlled(&self) -> bool {
+        self.expand_lines().is_ok_and(|lines| {
+            lines
+                .iter()
+                .all(|line| self.phone_of(line).control != RemoteControl::None)
+        })
+    }
+
+    /// What `line`'s phone understands: its type's settings, the instance's where the type
+    /// says nothing.
+    pub fn phone_of(&self, line: &Line) -> PhoneSettings {
+        let phone_type = line
+            .phone_type
+            .as_ref()
+            .and_then(|name| self.phone_types.get(name))
+            .cloned()
+            .unwrap_or_default();
+        PhoneSettings {
+            control: phone_type.control,
+            alert_info: phone_type
+                .alert_info
+                .unwrap_or_else(|| self.alert_info.clone()),
+            answer_after: phone_type.answer_after.unwrap_or(true),
+        }
     }
 
     /// The TLS settings are only for `transport = "tls"`, and the CA file must be there.
@@ -496,6 +623,7 @@ fn parse_aor(address: &str) -> Result<Line, String> {
         user: user.to_owned(),
         domain: domain.to_owned(),
         name: None,
+        phone_type: None,
     })
 }
 
@@ -597,6 +725,53 @@ mod tests {
     }
 
     #[test]
+    fn phone_types_give_lines_remote_control_and_their_own_hints() {
+        let text = "registrar = { host = \"127.0.0.1\" }\n\
+            alert_info = \"<urn:alert:service:auto-answer>\"\n\
+            lines = [{ address = \"sip:201@127.0.0.1\", phone_type = \"yealink\" },\n\
+                     { address = \"sip:202@127.0.0.1\" }]\n\
+            ranges = [{ first = 210, last = 211, domain = \"127.0.0.1\", phone_type = \"snom\" }]\n\
+            [phone_types.yealink]\ncontrol = \"notify_talk\"\n\
+            [phone_types.snom]\ncontrol = \"uacsta\"\nalert_info = \"\"\nanswer_after = false\n";
+        let config = parse(text).unwrap();
+        assert_eq!(config.validate(), Ok(()));
+        let phones: Vec<PhoneSettings> = config
+            .expand_lines()
+            .unwrap()
+            .iter()
+            .map(|line| config.phone_of(line))
+            .collect();
+        let instance_hint = "<urn:alert:service:auto-answer>".to_string();
+        assert_eq!(
+            phones[0],
+            PhoneSettings {
+                control: RemoteControl::NotifyTalk,
+                alert_info: instance_hint.clone(),
+                answer_after: true
+            }
+        );
+        assert_eq!(
+            phones[1],
+            PhoneSettings {
+                control: RemoteControl::None,
+                alert_info: instance_hint,
+                answer_after: true
+            }
+        );
+        for snom in &phones[2..] {
+            assert_eq!(
+                *snom,
+                PhoneSettings {
+                    control: RemoteControl::Uacsta,
+                    alert_info: String::new(),
+                    answer_after: false
+                }
+            );
+        }
+        assert!(parse(&format!("{MINIMAL}[phone_types.x]\ncontrol = \"csta\"\n")).is_err());
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(parse(&format!("{MINIMAL}expires = 5\n")).is_err());
         assert!(parse("registrar = { host = \"127.0.0.1\", prot = 1 }\nlines = []\n").is_err());
@@ -619,7 +794,23 @@ mod tests {
     #[test]
     fn validation_names_the_setting_at_fault() {
         type Spoil = fn(&mut SipConfig);
-        let cases: [(Spoil, &str); 16] = [
+        let cases: [(Spoil, &str); 18] = [
+            (
+                |c| c.lines[0].phone_type = Some("unknown".into()),
+                "lines[0].phone_type `unknown`",
+            ),
+            (
+                |c| {
+                    c.phone_types.insert(
+                        "desk".into(),
+                        PhoneType {
+                            alert_info: Some("a\r\nb".into()),
+                            ..PhoneType::default()
+                        },
+                    );
+                },
+                "phone_types.desk.alert_info",
+            ),
             (
                 |c| c.registrar.tls_ca_file = Some("Cargo.toml".into()),
                 "need registrar.transport = \"tls\"",
@@ -667,6 +858,7 @@ mod tests {
                         first: 300,
                         last: 200,
                         domain: "127.0.0.1".into(),
+                        phone_type: None,
                     })
                 },
                 "ranges[0]",

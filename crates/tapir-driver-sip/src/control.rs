@@ -2,7 +2,7 @@
 //! Kamailio's JSON-RPC.
 //!
 //! Make call, as one INVITE dialog of the provider's own: INVITE the line's phone with
-//! `Call-Info: <sip:domain>;answer-after=0` (and the configured `Alert-Info`), ACK its 200
+//! `Call-Info: <sip:domain>;answer-after=0` and `Alert-Info` (as its phone type says), ACK its 200
 //! (rsipstack does), REFER it in the dialog to the destination, answer the NOTIFYs and read
 //! their `message/sipfrag` until a final status, then BYE. The command succeeds when the
 //! sipfrag says 2xx.
@@ -30,7 +30,10 @@ pub struct MakeCall {
     pub destination: String,
     pub controller: String,
     pub domain: String,
+    /// `Alert-Info` for the phone; empty for none.
     pub alert_info: String,
+    /// Whether the INVITE carries `Call-Info: answer-after=0`.
+    pub answer_after: bool,
     pub answer_timeout: Duration,
     pub limit: Duration,
 }
@@ -41,9 +44,12 @@ pub async fn make_call(stack: &Stack, call: MakeCall) -> Result<(), TapiError> {
     let failed = |f: Failure, what: &str| f.to_error(what);
     let controller = uri(&format!("sip:{}@{}", call.controller, call.domain))
         .map_err(|f| failed(f, "INVITE"))?;
-    let mut headers = vec![Header::CallInfo(
-        format!("<sip:{}>;answer-after=0", call.domain).into(),
-    )];
+    let mut headers = Vec::new();
+    if call.answer_after {
+        headers.push(Header::CallInfo(
+            format!("<sip:{}>;answer-after=0", call.domain).into(),
+        ));
+    }
     if !call.alert_info.is_empty() {
         headers.push(Header::AlertInfo(call.alert_info.clone().into()));
     }

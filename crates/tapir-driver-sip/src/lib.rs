@@ -18,6 +18,8 @@
 //!   why dialled by the provider).
 //! - `subscription`: one line's dialog subscription: subscribe, refresh, resubscribe.
 //! - `control`: make call by 3PCC (INVITE, REFER, NOTIFY sipfrag, BYE) and drop.
+//! - `phone_control`: answer, hold and resume through the phone (NOTIFY `talk`/`hold`, or
+//!   uaCSTA in INFO), for the phone types that take them.
 //! - `rpc`: Kamailio JSON-RPC over UDP datagrams or HTTP (dialogs, registrations).
 //! - `session`: the owner loop: lines, their service (subscription, registration),
 //!   keep-alive, reports, commands, shutdown.
@@ -27,6 +29,7 @@ mod config;
 mod control;
 pub mod dialog_info;
 pub mod mapping;
+mod phone_control;
 mod provider;
 mod rpc;
 mod session;
@@ -36,6 +39,7 @@ mod subscription;
 mod tls_link;
 
 pub use config::{
-    Credentials, LineConfig, NumberRange, Registrar, RpcEndpoint, SipConfig, Transport,
+    Credentials, LineConfig, NumberRange, PhoneType, Registrar, RemoteControl, RpcEndpoint,
+    SipConfig, Transport,
 };
 pub use provider::SipProvider;

@@ -30,12 +30,17 @@ impl Provider for SipProvider {
         "sip"
     }
 
-    /// Make call (3PCC) always; drop only with JSON-RPC. Answer and hold are not offered:
-    /// the test bed's phones (baresip 1.0) honour no remote answer or hold request.
+    /// Make call (3PCC) always; drop only with JSON-RPC; answer and hold (with unhold) only
+    /// when every line's phone type takes remote control. Capabilities belong to the
+    /// instance, so one line without it (a plain phone, such as the test bed's baresip)
+    /// withholds them from all: put such phones in an instance of their own.
     fn capabilities(&self) -> Capabilities {
         let mut capabilities = Capabilities::MAKE_CALL;
         if self.config.rpc.is_some() {
             capabilities |= Capabilities::DROP;
+        }
+        if self.config.every_phone_is_remote_controlled() {
+            capabilities |= Capabilities::ANSWER | Capabilities::HOLD;
         }
         capabilities
     }
@@ -80,5 +85,47 @@ impl Provider for SipProvider {
                 }),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PhoneType, RemoteControl};
+
+    fn provider(phone_types: &[Option<RemoteControl>]) -> SipProvider {
+        let addresses: Vec<String> = (0..phone_types.len())
+            .map(|n| format!("sip:{}@127.0.0.1", 250 + n))
+            .collect();
+        let addresses: Vec<&str> = addresses.iter().map(String::as_str).collect();
+        let mut config = SipConfig::new("127.0.0.1", 5060, &addresses);
+        for (line, control) in config.lines.iter_mut().zip(phone_types) {
+            if let Some(control) = control {
+                let name = format!("{control:?}");
+                config.phone_types.insert(
+                    name.clone(),
+                    PhoneType {
+                        control: *control,
+                        ..PhoneType::default()
+                    },
+                );
+                line.phone_type = Some(name);
+            }
+        }
+        SipProvider::new(config).expect("valid")
+    }
+
+    #[test]
+    fn answer_and_hold_are_offered_only_when_every_phone_takes_remote_control() {
+        let remote = Capabilities::ANSWER | Capabilities::HOLD;
+        let all = provider(&[Some(RemoteControl::NotifyTalk), Some(RemoteControl::Uacsta)]);
+        assert!(all.capabilities().contains(remote));
+        for some in [
+            provider(&[Some(RemoteControl::NotifyTalk), None]),
+            provider(&[Some(RemoteControl::NotifyTalk), Some(RemoteControl::None)]),
+            provider(&[None]),
+        ] {
+            assert_eq!(some.capabilities(), Capabilities::MAKE_CALL);
+        }
     }
 }

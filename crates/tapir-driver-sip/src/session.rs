@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rsipstack::sip::Method;
-use tapir_model::{ErrorKind, RequestId, TapiError};
+use tapir_model::{CallState, ErrorKind, RequestId, TapiError};
 use tapir_provider::{
     CallRef, CallReport, Completion, Device, DeviceKey, ProviderCommand, ProviderContext,
     ProviderError, ProviderEvent, ProviderRequest,
@@ -29,10 +29,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until};
 
-use crate::config::{Line, SipConfig, is_user_part};
+use crate::config::{Line, RemoteControl, SipConfig, is_user_part};
 use crate::control::{self, MakeCall};
 use crate::dialog_info::{self, uri_user};
 use crate::mapping::{Applied, LineSpec, Tracker};
+use crate::phone_control::{self, PhoneAction, PhoneRequest};
 use crate::rpc::Rpc;
 use crate::stack::{Stack, uri};
 use crate::status::Failure;
@@ -54,12 +55,26 @@ enum Outcome {
         call_id: String,
         result: Result<(), TapiError>,
     },
+    /// The line's phone took (or refused) an answer, hold or resume request.
+    PhoneAsked {
+        request: RequestId,
+        action: PhoneAction,
+        call: CallRef,
+        result: Result<(), TapiError>,
+    },
 }
 
 /// A drop whose `dlg.end_dlg` went through, waiting for the dialog-info to confirm.
 struct PendingDrop {
     request: RequestId,
     call_id: String,
+    deadline: Instant,
+}
+
+/// An answer the phone took, waiting for the dialog-info to show the call connected.
+struct PendingAnswer {
+    request: RequestId,
+    call: CallRef,
     deadline: Instant,
 }
 
@@ -117,6 +132,7 @@ struct Owner {
     /// `Down` was sent since the last `Up` (or at start): it is said once, not per retry.
     down_reported: bool,
     drops: Vec<PendingDrop>,
+    answers: Vec<PendingAnswer>,
 }
 
 fn device_of(line: &Line) -> DeviceKey {
@@ -153,6 +169,7 @@ impl Owner {
             sync_deadline: None,
             down_reported: false,
             drops: Vec::new(),
+            answers: Vec::new(),
             config,
             lines,
             stack,
@@ -220,7 +237,7 @@ impl Owner {
                     self.sync_deadline = None;
                     self.synchronize(true).await?;
                 }
-                _ = tick.tick() => self.check_drops(Instant::now()).await?,
+                _ = tick.tick() => self.check_pending(Instant::now()).await?,
             }
         }
     }
@@ -375,7 +392,7 @@ impl Owner {
                 }
                 self.report(out).await?;
                 if self.up {
-                    self.check_drops(Instant::now()).await?;
+                    self.check_pending(Instant::now()).await?;
                 } else {
                     self.synchronize(false).await?;
                 }
@@ -537,6 +554,9 @@ impl Owner {
         match request.command {
             ProviderCommand::MakeCall { device, to } => self.make_call(id, device, to).await,
             ProviderCommand::Drop { call } => self.drop_call(id, call).await,
+            ProviderCommand::Answer { call } => self.ask_phone(id, call, PhoneAction::Answer).await,
+            ProviderCommand::Hold { call } => self.ask_phone(id, call, PhoneAction::Hold).await,
+            ProviderCommand::Unhold { call } => self.ask_phone(id, call, PhoneAction::Resume).await,
             other => {
                 let error = TapiError::new(
                     ErrorKind::OperationUnavailable,
@@ -588,13 +608,15 @@ impl Owner {
             let error = TapiError::new(ErrorKind::InvalidLine, format!("no line {}", device.0));
             return self.complete(request, Err(error)).await;
         };
+        let phone = self.config.phone_of(&line);
         let settings = MakeCall {
             line: line.aor.clone(),
             number: line.user.clone(),
             destination,
             controller: self.config.controller_user.clone(),
             domain: line.domain.clone(),
-            alert_info: self.config.alert_info.clone(),
+            alert_info: phone.alert_info,
+            answer_after: phone.answer_after,
             answer_timeout: Duration::from_millis(self.config.answer_timeout_ms),
             limit: self.config.request_timeout(),
         };
@@ -632,6 +654,109 @@ impl Owner {
             }
         });
         Ok(())
+    }
+
+    /// Asks the phone of the call's line to answer, hold or resume it, when the line's phone
+    /// type takes remote control and the call is in the state the action needs.
+    async fn ask_phone(
+        &mut self,
+        request: RequestId,
+        call: CallRef,
+        action: PhoneAction,
+    ) -> Result<(), ProviderError> {
+        let Some((device, call_id)) = self.tracker.find(&call) else {
+            let error = TapiError::new(ErrorKind::InvalidCall, format!("no call {}", call.0));
+            return self.complete(request, Err(error)).await;
+        };
+        let Some(line) = self.lines.iter().find(|l| device_of(l) == device).cloned() else {
+            let error = TapiError::new(ErrorKind::InvalidLine, format!("no line {}", device.0));
+            return self.complete(request, Err(error)).await;
+        };
+        let phone = self.config.phone_of(&line);
+        if phone.control == RemoteControl::None {
+            let error = TapiError::new(
+                ErrorKind::OperationUnavailable,
+                format!(
+                    "the phone of line {} takes no remote control (its phone type has no `control`)",
+                    line.aor
+                ),
+            );
+            return self.complete(request, Err(error)).await;
+        }
+        let state = self.tracker.state_of(&call);
+        let fits = match action {
+            PhoneAction::Answer => matches!(state, Some(CallState::Offering(_))),
+            PhoneAction::Hold => matches!(state, Some(CallState::Connected(_))),
+            PhoneAction::Resume => state == Some(CallState::OnHold),
+        };
+        if !fits {
+            let error = TapiError::new(
+                ErrorKind::InvalidCallState,
+                format!("cannot {} a call that is {state:?}", action.name()),
+            );
+            return self.complete(request, Err(error)).await;
+        }
+        let ask = PhoneRequest {
+            line: line.aor.clone(),
+            number: line.user.clone(),
+            controller: self.config.controller_user.clone(),
+            domain: line.domain.clone(),
+            control: phone.control,
+            action,
+            call_id,
+            limit: self.config.request_timeout(),
+        };
+        let stack = self.stack.clone();
+        self.commands.spawn(async move {
+            let result = phone_control::ask_phone(&stack, ask).await;
+            Outcome::PhoneAsked {
+                request,
+                action,
+                call,
+                result,
+            }
+        });
+        Ok(())
+    }
+
+    /// The phone took a request: an answer is done once the dialog-info shows the call
+    /// connected. Hold and resume are done at once, and reported by the provider itself:
+    /// Kamailio's dialog-info (pua_dialoginfo) says nothing about hold, so the phone's 2xx
+    /// is all there is to go by.
+    async fn on_phone_asked(
+        &mut self,
+        request: RequestId,
+        action: PhoneAction,
+        call: CallRef,
+    ) -> Result<(), ProviderError> {
+        match action {
+            PhoneAction::Answer => {
+                let deadline = Instant::now() + Duration::from_millis(self.config.answer_verify_ms);
+                self.answers.push(PendingAnswer {
+                    request,
+                    call,
+                    deadline,
+                });
+                self.check_answers(Instant::now()).await
+            }
+            PhoneAction::Hold | PhoneAction::Resume => {
+                let mut out = Vec::new();
+                let on_hold = action == PhoneAction::Hold;
+                let outcome = if self.tracker.set_on_hold(&call, on_hold, &mut out) {
+                    Ok(Completion::Done)
+                } else {
+                    Err(TapiError::new(
+                        ErrorKind::OutcomeUnknown,
+                        format!(
+                            "the phone took the {} request, but the call is no longer connected",
+                            action.name()
+                        ),
+                    ))
+                };
+                self.complete(request, outcome).await?;
+                self.report(out).await
+            }
+        }
     }
 
     async fn on_outcome(&mut self, outcome: Outcome) -> Result<(), ProviderError> {
@@ -674,7 +799,53 @@ impl Owner {
                     self.check_drops(Instant::now()).await
                 }
             },
+            Outcome::PhoneAsked {
+                request,
+                action,
+                call,
+                result,
+            } => match result {
+                Err(error) => {
+                    tracing::warn!(%error, call = %call.0, "the phone did not take the request");
+                    self.complete(request, Err(error)).await
+                }
+                Ok(()) => self.on_phone_asked(request, action, call).await,
+            },
         }
+    }
+
+    /// Completes what waits for the dialog-info: drops and answers.
+    async fn check_pending(&mut self, now: Instant) -> Result<(), ProviderError> {
+        self.check_drops(now).await?;
+        self.check_answers(now).await
+    }
+
+    /// Completes the answers whose call shows connected, has ended, or whose time is up.
+    async fn check_answers(&mut self, now: Instant) -> Result<(), ProviderError> {
+        let mut done = Vec::new();
+        let verify_ms = self.config.answer_verify_ms;
+        self.answers.retain(|answer| {
+            let outcome = match self.tracker.state_of(&answer.call) {
+                Some(CallState::Connected(_)) => Ok(Completion::Done),
+                None => Err(TapiError::new(
+                    ErrorKind::OperationFailed,
+                    "the call ended before it was answered",
+                )),
+                Some(_) if now >= answer.deadline => Err(TapiError::new(
+                    ErrorKind::OperationFailed,
+                    format!(
+                        "the phone took the answer request, but the call did not connect within {verify_ms} ms"
+                    ),
+                )),
+                Some(_) => return true,
+            };
+            done.push((answer.request, outcome));
+            false
+        });
+        for (request, outcome) in done {
+            self.complete(request, outcome).await?;
+        }
+        Ok(())
     }
 
     /// Completes the drops whose dialog is gone from every line, or whose time is up.

@@ -65,6 +65,9 @@ struct Appearance {
     last: Option<CallReport>,
     /// Reports are held back until the made call that owns it has completed.
     held: bool,
+    /// The phone said it holds the call (a remote hold it accepted). Dialog-info cannot
+    /// show hold, so this is the only source: a confirmed dialog then reports on hold.
+    on_hold: bool,
 }
 
 /// A made call waiting for (or bound to) the dialog its REFER makes the phone start.
@@ -271,6 +274,42 @@ impl Tracker {
         })
     }
 
+    /// The state of an appearance.
+    pub fn state_of(&self, call: &CallRef) -> Option<CallState> {
+        self.lines
+            .values()
+            .find_map(|line| line.calls.values().find(|a| &a.call == call))
+            .map(|a| a.state)
+    }
+
+    /// The phone holds (`on_hold`) or resumed a connected appearance; its report follows.
+    /// Returns false when the appearance is gone or not connected.
+    pub fn set_on_hold(
+        &mut self,
+        call: &CallRef,
+        on_hold: bool,
+        out: &mut Vec<CallReport>,
+    ) -> bool {
+        for line in self.lines.values_mut() {
+            let Some(appearance) = line.calls.values_mut().find(|a| &a.call == call) else {
+                continue;
+            };
+            if appearance.dialog != DialogState::Confirmed {
+                return false;
+            }
+            appearance.on_hold = on_hold;
+            appearance.state = if on_hold {
+                CallState::OnHold
+            } else {
+                state::call_state(appearance.dialog, appearance.direction)
+            };
+            let call_id = appearance.call_id.clone();
+            line.emit(&call_id, out);
+            return true;
+        }
+        false
+    }
+
     /// The lines on which a dialog with `call_id` is still live, with their state.
     pub fn live(&self, call_id: &str) -> Vec<(DeviceKey, CallState)> {
         self.lines
@@ -435,13 +474,18 @@ impl LineCalls {
                 origin,
                 last: None,
                 held,
+                on_hold: false,
             };
             self.calls.insert(call_id.to_owned(), appearance);
         }
         if let Some(appearance) = self.calls.get_mut(call_id) {
             appearance.direction = direction;
             appearance.dialog = entry.state;
-            appearance.state = call_state;
+            appearance.state = if appearance.on_hold && entry.state == DialogState::Confirmed {
+                CallState::OnHold
+            } else {
+                call_state
+            };
             appearance.caller = caller;
             appearance.called = called;
             appearance.connected = connected;

@@ -1,7 +1,7 @@
 //! The mapping fed with documents shaped like Kamailio 5.6's (sip-testbed.md §3).
 
 use tapir_model::{CallOrigin, CallState, ConnectedMode, DisconnectMode, OfferingMode, Party};
-use tapir_provider::{CallReport, DeviceKey};
+use tapir_provider::{CallRef, CallReport, DeviceKey};
 
 use super::{Applied, LineSpec, Tracker};
 use crate::dialog_info;
@@ -468,4 +468,43 @@ fn a_lost_subscription_ends_the_lines_calls() {
     // A document for a line that is not monitored changes nothing.
     let applied = t.apply(&device("999"), "s", &document("999", 1, &[]), &mut out);
     assert_eq!(applied, Applied::UnknownLine);
+}
+
+#[test]
+fn a_remote_hold_shows_until_resumed_and_later_documents_keep_it() {
+    let mut t = tracker();
+    let ringing = apply(
+        &mut t,
+        "202",
+        1,
+        &[("c1", "recipient", "early", "201", None)],
+    );
+    let call = ringing[0].call.clone();
+    let mut out = Vec::new();
+    assert!(
+        !t.set_on_hold(&call, true, &mut out),
+        "only a connected call"
+    );
+    assert!(out.is_empty());
+    apply(
+        &mut t,
+        "202",
+        2,
+        &[("c1", "recipient", "confirmed", "201", None)],
+    );
+    assert!(t.set_on_hold(&call, true, &mut out));
+    assert_eq!(states(&out), [CallState::OnHold]);
+    assert_eq!(t.state_of(&call), Some(CallState::OnHold));
+    // The feed still says confirmed: that is no resume.
+    let later = apply(
+        &mut t,
+        "202",
+        3,
+        &[("c1", "recipient", "confirmed", "201", None)],
+    );
+    assert!(later.is_empty(), "{later:?}");
+    out.clear();
+    assert!(t.set_on_hold(&call, false, &mut out));
+    assert_eq!(states(&out), [CallState::Connected(ConnectedMode::Active)]);
+    assert_eq!(t.state_of(&CallRef("none".into())), None);
 }
