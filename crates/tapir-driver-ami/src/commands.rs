@@ -8,6 +8,7 @@ use tapir_model::{CallReason, Capabilities, ErrorKind, Forward, ForwardMode, Tap
 use tapir_provider::{CallRef, DeviceKey, PickupFrom, ProviderCommand, ProviderRequest};
 
 use crate::config::{AmiConfig, FeatureStore, PhoneControl, is_header_safe};
+use crate::mapping::consultation::PendingConsult;
 use crate::mapping::{PendingOriginate, PendingPark, Tracker};
 use crate::message::Action;
 
@@ -25,6 +26,9 @@ pub enum Plan {
     /// A Park: only a refusal completes at the response; success waits for `ParkedCall`,
     /// which names the space.
     Park(Action, PendingPark),
+    /// An Atxfer: the request completes at the response, with the consultation's call when
+    /// Asterisk accepted it (see [`Tracker::start_consultation`]).
+    Consult(Action, PendingConsult),
 }
 
 /// Whether an `Error` response still counts as success.
@@ -36,12 +40,13 @@ pub enum Tolerate {
 
 /// The capabilities this configuration offers.
 pub fn capabilities(config: &AmiConfig) -> Capabilities {
-    // Consultation transfer is left out on purpose: Asterisk's Atxfer runs the consultation
-    // on the transferring phone's one channel, so there is no second appearance for TAPI's
-    // consultation call to be, nor a way to complete or conference it by command.
+    // Consultation transfer is Asterisk's Atxfer, shown as two appearances (see
+    // `mapping::consultation`); conference is not offered: joining all three is a DTMF
+    // feature of the transferring channel that no AMI action triggers.
     let mut caps = Capabilities::MAKE_CALL
         | Capabilities::DROP
         | Capabilities::BLIND_TRANSFER
+        | Capabilities::CONSULT_TRANSFER
         | Capabilities::REDIRECT
         | Capabilities::PICKUP
         | Capabilities::PARK
@@ -63,18 +68,12 @@ pub fn plan(
     next_id: &mut impl FnMut() -> String,
 ) -> Result<Plan, TapiError> {
     let planner = Planner { config, tracker };
+    planner.consultation_allows(&request.command)?;
     match &request.command {
         ProviderCommand::MakeCall { device, to } => {
             planner.make_call(request, device, to, CallReason::Direct, next_id())
         }
-        ProviderCommand::Drop { call } => {
-            let channel = planner.channel_name(call)?;
-            Ok(Plan::Single(
-                Action::new("Hangup", &next_id())
-                    .with("Channel", channel)
-                    .with("Cause", "16"),
-            ))
-        }
+        ProviderCommand::Drop { call } => planner.drop(call, next_id),
         ProviderCommand::Redirect { call, to } => planner.redirect(call, to, next_id()),
         ProviderCommand::GenerateDigits { call, digits } => {
             // PlayDTMF sends one digit per action, in order.
@@ -113,11 +112,13 @@ pub fn plan(
         ProviderCommand::Swap { .. } => Err(unavailable(
             "swapping calls needs the phone's hold, which AMI cannot operate",
         )),
-        ProviderCommand::Consult { .. }
-        | ProviderCommand::CompleteTransfer { .. }
-        | ProviderCommand::Conference { .. } => Err(unavailable(
-            "Asterisk runs a consultation on the transferring phone's single channel; tapir \
-             cannot present it as a separate consultation call",
+        ProviderCommand::Consult { call, to } => planner.consult(request, call, to, next_id()),
+        ProviderCommand::CompleteTransfer { held, consult } => {
+            planner.complete_transfer(held, consult, next_id())
+        }
+        ProviderCommand::Conference { .. } => Err(unavailable(
+            "Asterisk joins a consultation into a conference only by a DTMF feature of the \
+             transferring phone; complete the transfer or drop the consultation instead",
         )),
         ProviderCommand::Accept { .. } => Err(unavailable(
             "Asterisk has no accept without answering; answer the call instead",
@@ -146,6 +147,153 @@ impl Planner<'_> {
                 format!("{} is not an endpoint of this Asterisk", device.0),
             )
         })
+    }
+
+    /// During a consultation only dropping either appearance and completing the transfer
+    /// reach Asterisk: the original's channel is the consultation's too, so anything else on
+    /// it would act on the wrong party.
+    fn consultation_allows(&self, command: &ProviderCommand) -> Result<(), TapiError> {
+        let call = match command {
+            ProviderCommand::Drop { .. } | ProviderCommand::CompleteTransfer { .. } => {
+                return Ok(());
+            }
+            ProviderCommand::Answer { call }
+            | ProviderCommand::Hold { call }
+            | ProviderCommand::Unhold { call }
+            | ProviderCommand::BlindTransfer { call, .. }
+            | ProviderCommand::Consult { call, .. }
+            | ProviderCommand::Redirect { call, .. }
+            | ProviderCommand::GenerateDigits { call, .. }
+            | ProviderCommand::Park { call, .. } => call,
+            _ => return Ok(()),
+        };
+        let in_consultation = self.tracker.transferer_of(&call.0).is_some()
+            || self.tracker.consultation(&call.0).is_some();
+        if in_consultation {
+            return Err(TapiError::new(
+                ErrorKind::InvalidCallState,
+                "during an Asterisk consultation a call can only be dropped or the transfer \
+                 completed",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Hangs up a call. Dropping a consultation hangs up its target leg (Asterisk then puts
+    /// the transferer back with the transferee); dropping the original of a consultation hangs
+    /// up the transferee, since hanging up the transferer's channel would complete the
+    /// transfer.
+    fn drop(
+        &self,
+        call: &CallRef,
+        next_id: &mut impl FnMut() -> String,
+    ) -> Result<Plan, TapiError> {
+        let hangup = |channel: &str, id: String| {
+            Action::new("Hangup", &id)
+                .with("Channel", channel)
+                .with("Cause", "16")
+        };
+        if let Some(transferer) = self.tracker.transferer_of(&call.0) {
+            let target = self
+                .tracker
+                .consultation(transferer)
+                .and_then(|c| c.target())
+                .and_then(|t| self.tracker.channel(t))
+                .ok_or_else(|| {
+                    TapiError::new(
+                        ErrorKind::InvalidCallState,
+                        "Asterisk has not dialled the consultation yet; drop it again in a moment",
+                    )
+                })?;
+            return Ok(Plan::Single(hangup(&target.snapshot.name, next_id())));
+        }
+        if let Some(consultation) = self.tracker.consultation(&call.0)
+            && consultation.is_active()
+        {
+            let actions: Vec<(Action, Tolerate)> = consultation
+                .transferees()
+                .iter()
+                .filter_map(|t| self.tracker.channel(t))
+                .map(|t| (hangup(&t.snapshot.name, next_id()), Tolerate::Nothing))
+                .collect();
+            if actions.is_empty() {
+                return Err(TapiError::new(
+                    ErrorKind::InvalidCallState,
+                    "the held party of this consultation is already gone",
+                ));
+            }
+            return Ok(Plan::Batch(actions));
+        }
+        let channel = self.channel_name(call)?;
+        Ok(Plan::Single(hangup(&channel, next_id())))
+    }
+
+    /// Starts a consultation with Asterisk's attended transfer of the line's channel.
+    fn consult(
+        &self,
+        request: &ProviderRequest,
+        call: &CallRef,
+        to: &str,
+        id: String,
+    ) -> Result<Plan, TapiError> {
+        let channel = self.tracker.channel(&call.0).ok_or_else(|| no_call(call))?;
+        let device = channel.device.as_ref().ok_or_else(|| no_call(call))?;
+        let to = dialable(to)?;
+        if to == self.device(device)?.address {
+            return Err(TapiError::new(
+                ErrorKind::TargetSelf,
+                "a line cannot consult itself",
+            ));
+        }
+        if self.tracker.bridge_mates(&call.0).is_empty() {
+            return Err(TapiError::new(
+                ErrorKind::InvalidCallState,
+                "only a call talking to another party can be put on hold for a consultation",
+            ));
+        }
+        let action = Action::new("Atxfer", &id)
+            .with("Channel", &channel.snapshot.name)
+            .with("Exten", to)
+            .with("Context", &self.config.context);
+        let pending = PendingConsult {
+            request: request.id,
+            action_id: id,
+            transferer: call.0.clone(),
+            to: to.to_string(),
+        };
+        Ok(Plan::Consult(action, pending))
+    }
+
+    /// Completes a consultation: the transferer's channel hangs up, which Asterisk takes as
+    /// the transfer's completion (even while the target still rings).
+    fn complete_transfer(
+        &self,
+        held: &CallRef,
+        consult: &CallRef,
+        id: String,
+    ) -> Result<Plan, TapiError> {
+        let consultation = self
+            .tracker
+            .consultation(&held.0)
+            .filter(|c| c.call == consult.0)
+            .ok_or_else(|| {
+                TapiError::new(
+                    ErrorKind::InvalidConsultCall,
+                    format!("{} is not the consultation of {}", consult.0, held.0),
+                )
+            })?;
+        if !consultation.is_active() {
+            return Err(TapiError::new(
+                ErrorKind::InvalidCallState,
+                "the consultation has ended; there is nothing to complete",
+            ));
+        }
+        let channel = self.channel_name(held)?;
+        Ok(Plan::Single(
+            Action::new("Hangup", &id)
+                .with("Channel", channel)
+                .with("Cause", "16"),
+        ))
     }
 
     fn channel_name(&self, call: &CallRef) -> Result<String, TapiError> {
@@ -412,7 +560,8 @@ mod tests {
         let caps = capabilities(&config);
         assert!(!caps.contains(Capabilities::ANSWER));
         assert!(!caps.contains(Capabilities::HOLD));
-        assert!(!caps.contains(Capabilities::CONSULT_TRANSFER));
+        assert!(caps.contains(Capabilities::CONSULT_TRANSFER));
+        assert!(!caps.contains(Capabilities::CONFERENCE));
         assert!(caps.contains(Capabilities::MAKE_CALL | Capabilities::FORWARD));
         config.phone_control = PhoneControl::PjsipNotify;
         assert!(capabilities(&config).contains(Capabilities::ANSWER | Capabilities::HOLD));

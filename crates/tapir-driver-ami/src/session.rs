@@ -105,6 +105,8 @@ enum Purpose {
     Originate,
     /// A Park: only a refusal completes here; success waits for `ParkedCall`.
     Park,
+    /// An Atxfer: the answer completes the consultation request either way.
+    Consult,
     /// A list queried again after a `Reload`.
     Relist,
 }
@@ -358,6 +360,17 @@ impl<'a> Session<'a> {
                     out.extend(error.map(|e| completed(request, Err(e))));
                 }
             }
+            Purpose::Consult => {
+                self.in_flight.remove(id);
+                if success == Some(true) {
+                    self.tracker.start_consultation(id, out);
+                } else if let Some(request) = self.tracker.cancel_consult(id) {
+                    let error = command_error(message, Tolerate::Nothing).unwrap_or_else(|| {
+                        TapiError::new(ErrorKind::OperationFailed, "Asterisk refused the Atxfer")
+                    });
+                    out.push(completed(request, Err(error)));
+                }
+            }
             Purpose::Relist => self.relist_item(id, message, out),
         }
     }
@@ -418,6 +431,12 @@ impl<'a> Session<'a> {
                 self.tracker.expect_park(pending);
                 connection.send(action).await.map_err(End::Link)
             }
+            Plan::Consult(action, pending) => {
+                self.in_flight
+                    .insert(action.id().to_string(), Purpose::Consult);
+                self.tracker.expect_consult(pending);
+                connection.send(action).await.map_err(End::Link)
+            }
         }
     }
 
@@ -425,6 +444,9 @@ impl<'a> Session<'a> {
     fn note_effects(&mut self, request: &ProviderRequest) {
         match &request.command {
             tapir_provider::ProviderCommand::Drop { call } => self.tracker.note_drop(&call.0),
+            tapir_provider::ProviderCommand::CompleteTransfer { held, .. } => {
+                self.tracker.note_drop(&held.0);
+            }
             tapir_provider::ProviderCommand::Redirect { call, .. } => {
                 self.tracker.note_redirect(&call.0);
             }

@@ -477,3 +477,189 @@ async fn unpark_dials_the_space_for_the_line() {
     assert_eq!(originate.get("Context"), Some("internal"));
     running.stop().await.expect("clean stop");
 }
+
+/// The states of one appearance, with the disconnect mode if any.
+fn states_of_call(reports: &[tapir_provider::CallReport], call: &CallRef) -> Vec<String> {
+    let own: Vec<_> = reports
+        .iter()
+        .filter(|r| r.call == *call)
+        .cloned()
+        .collect();
+    let device = own.first().map(|r| r.device.0.clone()).unwrap_or_default();
+    states_of(&own, &device)
+}
+
+/// The completion of `request`, which must be a new call.
+fn completed_call(seen: &[ProviderEvent], request: tapir_model::RequestId) -> CallRef {
+    seen.iter()
+        .find_map(|e| match e {
+            ProviderEvent::Completed {
+                request: r,
+                outcome: Ok(Completion::Call(call)),
+            } if *r == request => Some(call.clone()),
+            _ => None,
+        })
+        .expect("the consultation completes with its call")
+}
+
+/// Reads until the appearance `call` reaches `state`.
+async fn until_call_state(
+    running: &mut Running,
+    call: &CallRef,
+    state: &str,
+    seen: &mut Vec<ProviderEvent>,
+) {
+    let (event, before) = running
+        .until(
+            |e| matches!(e, ProviderEvent::Call(r) if r.call == *call && r.state.name() == state),
+        )
+        .await;
+    seen.extend(before);
+    seen.push(event);
+}
+
+#[tokio::test]
+async fn consultation_transfer_by_command_shows_two_appearances_and_completes() {
+    let scenarios = Transcript::load("scenarios.txt");
+    let steps = scenarios.scenario("ami_atxfer");
+    let (peer, mut running) = connected(Script::new(steps, &["a26", "a28", "a29"])).await;
+    running
+        .command(ProviderCommand::MakeCall {
+            device: device("201"),
+            to: "202".into(),
+        })
+        .await;
+    let mut seen = Vec::new();
+    let original = until_state(&mut running, "202", "connected", &mut seen).await;
+    let (consult, complete) = consult_then_complete(&mut running, &original, &mut seen).await;
+    until_quiet(&mut running, &mut seen).await;
+
+    assert!(seen.contains(&ProviderEvent::Completed {
+        request: complete,
+        outcome: Ok(Completion::Done)
+    }));
+    let sent = peer.actions();
+    let atxfer = sent
+        .iter()
+        .find(|a| a.get("Action") == Some("Atxfer"))
+        .expect("sent");
+    assert_eq!(atxfer.get("Channel"), Some("PJSIP/202-00000011"));
+    assert_eq!(atxfer.get("Exten"), Some("203"));
+    assert_eq!(atxfer.get("Context"), Some("internal"));
+    // Completing hangs up the transferer's channel: Asterisk completes the transfer.
+    let hangup = sent
+        .iter()
+        .find(|a| a.get("Action") == Some("Hangup"))
+        .expect("sent");
+    assert_eq!(hangup.get("Channel"), Some("PJSIP/202-00000011"));
+
+    let r = reports(&seen);
+    assert_eq!(
+        states_of_call(&r, &original),
+        [
+            "offering",
+            "connected",
+            "onholdpendtransfer",
+            "disconnected/normal",
+            "idle"
+        ]
+    );
+    assert_eq!(
+        states_of_call(&r, &consult),
+        [
+            "dialing",
+            "proceeding",
+            "ringback",
+            "connected",
+            "disconnected/normal",
+            "idle"
+        ]
+    );
+    assert_consultation_pair(&r, &original, &consult);
+    // The transferee and the target now talk, both knowing who transferred them.
+    let target = r
+        .iter()
+        .rev()
+        .find(|rep| rep.device.0 == "203" && rep.state.name() == "connected")
+        .expect("203 answered");
+    assert_eq!(target.reason, CallReason::Transfer);
+    assert_eq!(target.redirecting.number.as_deref(), Some("202"));
+    assert_eq!(target.connected.number.as_deref(), Some("201"));
+    let transferee = r
+        .iter()
+        .rev()
+        .find(|rep| rep.device.0 == "201" && rep.state.name() == "connected")
+        .expect("201 talks");
+    assert_eq!(transferee.connected.number.as_deref(), Some("203"));
+    assert_eq!(transferee.redirecting.number.as_deref(), Some("202"));
+    running.stop().await.expect("clean stop");
+}
+
+/// Consults 203 from `original`, waits for the target to answer and completes the transfer;
+/// returns the consultation and the completing request.
+async fn consult_then_complete(
+    running: &mut Running,
+    original: &CallRef,
+    seen: &mut Vec<ProviderEvent>,
+) -> (CallRef, tapir_model::RequestId) {
+    let consult = consult_203(running, original, seen).await;
+    until_call_state(running, &consult, "connected", seen).await;
+    let complete = running
+        .command(ProviderCommand::CompleteTransfer {
+            held: original.clone(),
+            consult: consult.clone(),
+        })
+        .await;
+    (consult, complete)
+}
+
+/// Consults 203 from `original`: the request completes with the consultation's call before
+/// any report of it.
+async fn consult_203(
+    running: &mut Running,
+    original: &CallRef,
+    seen: &mut Vec<ProviderEvent>,
+) -> CallRef {
+    let request = running
+        .command(ProviderCommand::Consult {
+            call: original.clone(),
+            to: "203".into(),
+        })
+        .await;
+    let (done, before) = running
+        .until(|e| matches!(e, ProviderEvent::Completed { request: r, .. } if *r == request))
+        .await;
+    seen.extend(before);
+    seen.push(done);
+    let consult = completed_call(seen, request);
+    assert_ne!(&consult, original);
+    assert!(
+        !reports(seen).iter().any(|r| r.call == consult),
+        "the consultation is named before it is reported"
+    );
+    consult
+}
+
+/// The original waits related to the consultation, which calls 203 from 202.
+fn assert_consultation_pair(
+    r: &[tapir_provider::CallReport],
+    original: &CallRef,
+    consult: &CallRef,
+) {
+    let held = r
+        .iter()
+        .find(|rep| rep.call == *original && rep.state.name() == "onholdpendtransfer")
+        .expect("the original waits");
+    assert_eq!(held.related.as_ref(), Some(consult));
+    assert_eq!(held.connected.number.as_deref(), Some("201"));
+    let talking = r
+        .iter()
+        .find(|rep| rep.call == *consult && rep.state.name() == "connected")
+        .expect("the consultation talks");
+    assert_eq!(talking.device.0, "202");
+    assert_eq!(talking.related.as_ref(), Some(original));
+    assert_eq!(talking.called.number.as_deref(), Some("203"));
+    assert_eq!(talking.connected.number.as_deref(), Some("203"));
+    assert_eq!(talking.caller.number.as_deref(), Some("202"));
+    assert_eq!(talking.origin, tapir_model::CallOrigin::Outbound);
+}

@@ -198,7 +198,7 @@ impl Channel {
     }
 
     /// The line's own party: its address and the name Asterisk gives the phone.
-    fn own_party(&self) -> Party {
+    pub fn own_party(&self) -> Party {
         Party {
             number: self.address.clone(),
             name: self.snapshot.caller.name.clone(),

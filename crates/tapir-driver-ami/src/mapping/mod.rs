@@ -13,6 +13,7 @@
 
 pub mod cause;
 pub mod channel;
+pub mod consultation;
 pub mod lines;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use tapir_provider::{CallReport, Completion, DeviceKey, ProviderEvent};
 
 use crate::message::{AmiEvent, ChannelSnapshot, Message, channel_state};
 use channel::{Channel, Progress, Role};
+use consultation::{Consultation, PendingConsult};
 use lines::Lines;
 
 /// A made call (an Originate) waiting for its channel.
@@ -45,6 +47,14 @@ pub struct PendingPark {
     pub parkee: String,
 }
 
+/// Which transfer an event reports.
+#[derive(Debug)]
+enum Transfer {
+    Blind,
+    /// An attended transfer, naming the transferee when Asterisk does.
+    Attended(Option<ChannelSnapshot>),
+}
+
 /// What a transfer or redirect leaves for the appearances its call creates next.
 #[derive(Debug, Clone)]
 struct Mark {
@@ -62,6 +72,12 @@ pub struct Tracker {
     /// Originates whose `OriginateResponse` named a channel not seen yet.
     answered_originates: HashMap<String, PendingOriginate>,
     parks: Vec<PendingPark>,
+    /// Consultations tapir asked for and Asterisk has not accepted yet.
+    consults: Vec<PendingConsult>,
+    /// Running consultations by the transferer channel's `Uniqueid`.
+    consultations: HashMap<String, Consultation>,
+    /// Numbers the consultation references.
+    consult_serial: u64,
 }
 
 impl Tracker {
@@ -85,6 +101,7 @@ impl Tracker {
     /// (re)connect, whose history is lost. Returns their reports.
     pub fn load(&mut self, items: &[Message]) -> Vec<CallReport> {
         self.channels.clear();
+        self.consultations.clear();
         for item in items {
             if let Some(channel) = self.channel_from_status(item) {
                 self.channels
@@ -159,6 +176,7 @@ impl Tracker {
         let mut requests: Vec<RequestId> = self.originates.drain(..).map(|p| p.request).collect();
         requests.extend(self.answered_originates.drain().map(|(_, p)| p.request));
         requests.extend(self.parks.drain(..).map(|p| p.request));
+        requests.extend(self.consults.drain(..).map(|p| p.request));
         requests
     }
 
@@ -167,6 +185,7 @@ impl Tracker {
         if let Some(channel) = self.channels.get_mut(call) {
             channel.dropped = true;
         }
+        self.note_consult_drop(call);
     }
 
     /// Marks the next appearances of `call`'s call as redirected by its line.
@@ -256,11 +275,19 @@ impl Tracker {
                 if let Some(c) = self.channels.get_mut(&id) {
                     c.held = held;
                 }
+                if !held {
+                    self.consultation_unhold(&id, out);
+                }
                 self.report(&id, out);
             }
-            AmiEvent::BlindTransfer { transferer, .. } => self.transferred(&transferer, false, out),
-            AmiEvent::AttendedTransfer { transferer, .. } => {
-                self.transferred(&transferer, true, out);
+            AmiEvent::BlindTransfer { transferer, .. } => {
+                self.transferred(&transferer, Transfer::Blind, out);
+            }
+            AmiEvent::AttendedTransfer {
+                transferer,
+                transferee,
+            } => {
+                self.transferred(&transferer, Transfer::Attended(transferee), out);
             }
             AmiEvent::OriginateResponse {
                 action_id,
@@ -325,6 +352,7 @@ impl Tracker {
             self.report(&id, out);
             return;
         }
+        self.consultation_new_channel(&snapshot);
         let mut channel = self.new_channel(snapshot);
         // A channel that starts in Ring is the phone calling out.
         if channel.snapshot.state == channel_state::RING {
@@ -492,6 +520,7 @@ impl Tracker {
             }
             channel.bridge = bridge;
         }
+        self.consultation_bridge(&id, out);
         self.report(&id, out);
     }
 
@@ -503,6 +532,7 @@ impl Tracker {
             channel.cause = Some(cause);
         }
         self.report(&id, out);
+        self.consultation_hangup(&id, cause, out);
         if let Some(channel) = self.channels.remove(&id)
             && let Some(mut idle) = channel.last
         {
@@ -519,11 +549,13 @@ impl Tracker {
     }
 
     /// A transfer by `transferer` succeeded: the legs its call creates next (blind), or the
-    /// target already ringing or talking (attended), were transferred by that party.
+    /// target already ringing or talking (attended, which names the `transferee`), were
+    /// transferred by that party. The transferee of an attended transfer learns who
+    /// transferred it.
     fn transferred(
         &mut self,
         transferer: &ChannelSnapshot,
-        attended: bool,
+        kind: Transfer,
         out: &mut Vec<ProviderEvent>,
     ) {
         let mark = Mark {
@@ -531,7 +563,12 @@ impl Tracker {
             redirecting: transferer.caller.clone(),
         };
         let linkedid = transferer.linkedid.clone();
-        if attended {
+        if let Transfer::Attended(transferee) = kind {
+            let transferee = transferee.map(|t| t.uniqueid).unwrap_or_default();
+            if let Some(channel) = self.channels.get_mut(&transferee) {
+                channel.redirecting = mark.redirecting.clone();
+                self.report(&transferee, out);
+            }
             let targets: Vec<String> = self
                 .channels
                 .values()
@@ -539,6 +576,7 @@ impl Tracker {
                     c.snapshot.linkedid == linkedid
                         && c.role == Role::Incoming
                         && c.snapshot.uniqueid != transferer.uniqueid
+                        && c.snapshot.uniqueid != transferee
                         && c.device.is_some()
                         && c.cause.is_none()
                 })
@@ -591,8 +629,14 @@ impl Tracker {
         }
     }
 
-    /// Sends the channel's report when it changed.
+    /// Sends the channel's report when it changed (both appearances of a transferer in a
+    /// consultation, and the consultation whose target leg this is).
     fn report(&mut self, id: &str, out: &mut Vec<ProviderEvent>) {
+        if self.consultations.contains_key(id) {
+            self.report_transferer(id, out);
+            return;
+        }
+        self.report_consultation_of_target(id, out);
         let Some(channel) = self.channels.get_mut(id) else {
             return;
         };
