@@ -8,6 +8,8 @@
 //!   test says so, shows a single line going out of service and back.
 //! - A blind transfer by the phone (201 transfers 202 to 203).
 //! - An external caller: a sipp UAC calls 202.
+//! - A remote-controlled phone (sipp of a `notify_talk` phone type): answered, held and
+//!   resumed by the provider's NOTIFYs.
 //! - A phone that unregisters (registration followed through usrloc).
 //! - Digest authentication over TCP, with the right and a wrong password.
 //! - SIP over TLS to Kamailio with a private CA: refused while the CA is not trusted, then
@@ -18,7 +20,9 @@ mod testbed;
 
 use std::time::Duration;
 
-use tapir_driver_sip::{Credentials, RpcEndpoint, SipConfig, SipProvider, Transport};
+use tapir_driver_sip::{
+    Credentials, PhoneType, RemoteControl, RpcEndpoint, SipConfig, SipProvider, Transport,
+};
 use tapir_model::{ErrorKind, Party, RequestId};
 use tapir_provider::testing::RunningProvider;
 use tapir_provider::{
@@ -1308,5 +1312,258 @@ async fn a_bounded_load_run_is_seen_call_by_call() {
     );
     stop(running).await;
     drop(uas);
+    drop(bed);
+}
+
+/// A phone that answers, holds and resumes when told by NOTIFY (`Event: talk` / `hold`),
+/// registered as 250: it rings (180) until the provider's `talk` arrives, answers that NOTIFY
+/// and then the INVITE; later takes `hold` and `talk` again, and the caller's BYE. Each
+/// NOTIFY's event is checked (a wrong one fails the call). The NOTIFYs carry the call's
+/// Call-ID, which is how sipp puts them into this call; the INVITE's headers are kept in
+/// variables because `[last_*]` name the NOTIFY's by then (the Via lines read from the whole
+/// message: a header search yields only the first of them).
+const NOTIFY_TALK_PHONE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="notify-talk phone">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="Via: [[:print:]]+([[:space:]]+Via: [[:print:]]+)*" search_in="msg" assign_to="invite_vias"/>
+      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="invite_from"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="invite_to"/>
+      <ereg regexp=".*" search_in="hdr" header="CSeq:" assign_to="invite_cseq"/>
+      <ereg regexp=".*" search_in="hdr" header="Record-Route:" assign_to="invite_rr"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Record-Route:]
+      Contact: <sip:250@[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="NOTIFY" timeout="60000">
+    <action>
+      <ereg regexp="talk" search_in="hdr" header="Event:" check_it="true" assign_to="answer_event"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag02[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Subject: [$answer_event]
+      Content-Length: 0
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [$invite_vias]
+      From: [$invite_from]
+      To: [$invite_to];tag=[pid]SIPpTag01[call_number]
+      Call-ID: [call_id]
+      CSeq: [$invite_cseq]
+      Record-Route: [$invite_rr]
+      Contact: <sip:250@[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="NOTIFY" timeout="60000">
+    <action>
+      <ereg regexp="hold" search_in="hdr" header="Event:" check_it="true" assign_to="hold_event"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag03[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Subject: [$hold_event]
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="NOTIFY" timeout="60000">
+    <action>
+      <ereg regexp="talk" search_in="hdr" header="Event:" check_it="true" assign_to="resume_event"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag04[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Subject: [$resume_event]
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="BYE" timeout="60000"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+</scenario>
+"#;
+
+/// A provider whose only line, 250, is a phone of a `notify_talk` phone type.
+fn remote_controlled_config(bed: &Bed) -> SipConfig {
+    let mut config = config_for(bed, &["250"]);
+    config.phone_types.insert(
+        "yealink".into(),
+        PhoneType {
+            control: RemoteControl::NotifyTalk,
+            ..PhoneType::default()
+        },
+    );
+    config.lines[0].phone_type = Some("yealink".into());
+    config
+}
+
+/// Sends `command` and waits for its completion, which it returns.
+async fn complete(
+    running: &mut RunningProvider,
+    seen: &mut Vec<ProviderEvent>,
+    id: u64,
+    command_to_send: ProviderCommand,
+) -> Result<Completion, tapir_model::TapiError> {
+    let request = command(running, id, command_to_send).await;
+    let events = until(
+        running,
+        &format!("completion of request {id}"),
+        |e| matches!(e, ProviderEvent::Completed { request: r, .. } if *r == request),
+    )
+    .await;
+    let outcome = completion(&events, request).cloned().expect("just seen");
+    seen.extend(events);
+    outcome
+}
+
+/// Line 250's phone (sipp) takes remote control by NOTIFY: 201 (baresip) calls it, the
+/// provider's answer makes it answer (offering, then connected as Kamailio's dialog-info
+/// shows), then hold and unhold. The instance of the baresip lines, whose phones take no
+/// remote control, offers neither answer nor hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_and_hold_through_a_notify_talk_phone() {
+    let _serial = SERIAL.lock().await;
+    init_logging();
+    let (bed, mut phones) = start_bed(&[]).await;
+    let remote = tapir_model::Capabilities::ANSWER | tapir_model::Capabilities::HOLD;
+    let plain = SipProvider::new(config_for(&bed, &["201", "202", "203"])).expect("valid");
+    assert!(
+        !plain.capabilities().intersects(remote),
+        "{:?}",
+        plain.capabilities()
+    );
+
+    let phone = bed.start_sipp(
+        "notify-talk-phone",
+        &[
+            "-sf".into(),
+            bed.scenario("notify-talk-phone.xml", NOTIFY_TALK_PHONE)
+                .display()
+                .to_string(),
+            "-m".into(),
+            "1".into(),
+            "-trace_err".into(),
+            "-trace_msg".into(),
+        ],
+    );
+    let mut phone = phone;
+    bed.ul_add("250", &format!("sip:250@127.0.0.1:{}", phone.port))
+        .await;
+    let config = remote_controlled_config(&bed);
+    let controlled = SipProvider::new(config.clone()).expect("valid");
+    assert!(controlled.capabilities().contains(remote));
+    let (mut running, _) = start_provider(config, "sip-remote-control").await;
+
+    phones.p201.cmd("dial", Some("sip:250@127.0.0.1")).await;
+    let mut seen = Vec::new();
+    let offering = until_all(&mut running, &["250"], "offering", &mut seen).await;
+    let call = offering[0].call.clone();
+    assert_eq!(offering[0].caller.number.as_deref(), Some("201"));
+
+    let answered = complete(
+        &mut running,
+        &mut seen,
+        1,
+        ProviderCommand::Answer { call: call.clone() },
+    )
+    .await;
+    assert_eq!(answered, Ok(Completion::Done), "{seen:#?}");
+    until_call(&mut running, &mut seen, "250", &call, "connected").await;
+    assert!(phones.p201.wait_event("CALL_ESTABLISHED", WAIT).await);
+    assert_eq!(states_of(&seen, "250", &call), ["offering", "connected"]);
+
+    // Hold and resume: the phone takes the NOTIFYs; dialog-info cannot show hold, so the
+    // provider reports it on the phone's 2xx.
+    let held = complete(
+        &mut running,
+        &mut seen,
+        2,
+        ProviderCommand::Hold { call: call.clone() },
+    )
+    .await;
+    assert_eq!(held, Ok(Completion::Done), "{seen:#?}");
+    until_call(&mut running, &mut seen, "250", &call, "onhold").await;
+    let resumed = complete(
+        &mut running,
+        &mut seen,
+        3,
+        ProviderCommand::Unhold { call: call.clone() },
+    )
+    .await;
+    assert_eq!(resumed, Ok(Completion::Done), "{seen:#?}");
+    let again = complete(
+        &mut running,
+        &mut seen,
+        4,
+        ProviderCommand::Unhold { call: call.clone() },
+    )
+    .await;
+    assert_eq!(
+        again.map_err(|e| e.kind),
+        Err(ErrorKind::InvalidCallState),
+        "unhold of a call not on hold"
+    );
+    assert_eq!(
+        states_of(&seen, "250", &call),
+        ["offering", "connected", "onhold", "connected"]
+    );
+
+    phones.p201.cmd("hangup", None).await;
+    until_call(&mut running, &mut seen, "250", &call, "idle").await;
+    assert!(phone.wait(WAIT).await, "the phone's scenario failed");
+    stop(running).await;
     drop(bed);
 }
