@@ -168,7 +168,10 @@ impl Planner<'_> {
             _ => return Ok(()),
         };
         let in_consultation = self.tracker.transferer_of(&call.0).is_some()
-            || self.tracker.consultation(&call.0).is_some();
+            || self
+                .tracker
+                .consultation(&call.0)
+                .is_some_and(|c| !c.is_settled());
         if in_consultation {
             return Err(TapiError::new(
                 ErrorKind::InvalidCallState,

@@ -663,3 +663,96 @@ fn assert_consultation_pair(
     assert_eq!(talking.caller.number.as_deref(), Some("202"));
     assert_eq!(talking.origin, tapir_model::CallOrigin::Outbound);
 }
+
+#[tokio::test]
+async fn a_dropped_consultation_returns_the_original_to_its_party() {
+    // Composed from the captured ami_atxfer scenario and Asterisk's REBRIDGE (see its header).
+    let cancel = Transcript::load_composed("atxfer-cancel.txt");
+    let steps = cancel.scenario("ami_atxfer_cancel");
+    let (peer, mut running) = connected(Script::new(steps, &["a26", "a28", "a29", "a30"])).await;
+    running
+        .command(ProviderCommand::MakeCall {
+            device: device("201"),
+            to: "202".into(),
+        })
+        .await;
+    let mut seen = Vec::new();
+    let original = until_state(&mut running, "202", "connected", &mut seen).await;
+    let consult = consult_203(&mut running, &original, &mut seen).await;
+    until_call_state(&mut running, &consult, "connected", &mut seen).await;
+    let drop_consult = running
+        .command(ProviderCommand::Drop {
+            call: consult.clone(),
+        })
+        .await;
+    until_call_state(&mut running, &consult, "idle", &mut seen).await;
+    until_call_state(&mut running, &original, "connected", &mut seen).await;
+    running
+        .command(ProviderCommand::Drop {
+            call: original.clone(),
+        })
+        .await;
+    until_quiet(&mut running, &mut seen).await;
+
+    assert!(seen.contains(&ProviderEvent::Completed {
+        request: drop_consult,
+        outcome: Ok(Completion::Done)
+    }));
+    let hangups: Vec<_> = peer
+        .actions()
+        .into_iter()
+        .filter(|a| a.get("Action") == Some("Hangup"))
+        .filter_map(|a| a.get("Channel").map(str::to_string))
+        .collect();
+    // The consultation's target leg, then the original's own channel.
+    assert_eq!(
+        hangups,
+        ["Local/203@internal-00000000;1", "PJSIP/202-00000011"]
+    );
+    let r = reports(&seen);
+
+    assert_eq!(
+        states_of_call(&r, &original),
+        [
+            "offering",
+            "connected",
+            "onholdpendtransfer",
+            "connected",
+            "disconnected/normal",
+            "idle"
+        ]
+    );
+    assert_eq!(
+        states_of_call(&r, &consult),
+        [
+            "dialing",
+            "proceeding",
+            "ringback",
+            "connected",
+            "disconnected/normal",
+            "idle"
+        ]
+    );
+    assert_consultation_pair(&r, &original, &consult);
+    // Back with 201, the original names it again and relates to nothing.
+    let back = r
+        .iter()
+        .rev()
+        .find(|rep| rep.call == original && rep.state.name() == "connected")
+        .expect("the original is back");
+    assert_eq!(back.connected.number.as_deref(), Some("201"));
+    assert_eq!(back.related, None);
+    // 201 never left its call and was never transferred.
+    let transferee = r
+        .iter()
+        .rev()
+        .find(|rep| rep.device.0 == "201" && rep.state.name() == "connected")
+        .expect("201 talks");
+    assert_eq!(transferee.connected.number.as_deref(), Some("202"));
+    assert!(transferee.redirecting.is_unknown());
+    assert!(
+        r.iter()
+            .all(|rep| rep.device.0 != "203" || rep.reason != CallReason::Transfer)
+    );
+    running.stop().await.expect("clean stop");
+}

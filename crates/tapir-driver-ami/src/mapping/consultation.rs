@@ -58,6 +58,10 @@ enum Phase {
     /// The consultation has ended; the original waits on hold until Asterisk bridges the
     /// transferer with the transferee again.
     Returning,
+    /// The transferer is back with the transferee. Asterisk's events about the channel still
+    /// name the target as its connected line until its connected line update comes, so the
+    /// original names the held party until then.
+    Returned,
     /// The transferee hung up: the original has ended and the consultation is the channel's
     /// only appearance.
     Alone,
@@ -90,6 +94,12 @@ impl Consultation {
     /// True while the consultation can still be completed or dropped.
     pub fn is_active(&self) -> bool {
         self.phase == Phase::Consulting
+    }
+
+    /// True once the transferer is back with the transferee: its channel is the original call
+    /// alone again.
+    pub fn is_settled(&self) -> bool {
+        self.phase == Phase::Returned
     }
 
     /// The target leg, once Asterisk created it.
@@ -223,6 +233,9 @@ impl Tracker {
         let Some(consultation) = self.consultations.get(id) else {
             return;
         };
+        if !matches!(consultation.phase, Phase::Consulting | Phase::Returning) {
+            return;
+        }
         let Some(bridge) = self.channels.get(id).and_then(|c| c.bridge.clone()) else {
             return;
         };
@@ -319,10 +332,10 @@ impl Tracker {
             return;
         };
         consultation.transferees.retain(|t| t != id);
-        if !consultation.transferees.is_empty() {
+        // Once the consultation is over the channel is the original's again and ends as such.
+        if !consultation.transferees.is_empty() || consultation.phase != Phase::Consulting {
             return;
         }
-        let phase = consultation.phase;
         let Some(channel) = self.channels.get_mut(transferer) else {
             return;
         };
@@ -336,32 +349,19 @@ impl Tracker {
             out.push(ProviderEvent::Call(Box::new(ended)));
             out.push(ProviderEvent::Call(Box::new(idle)));
         }
-        let next = if phase == Phase::Consulting {
-            Phase::Alone
-        } else {
-            Phase::Over
-        };
         if let Some(consultation) = self.consultations.get_mut(transferer) {
-            consultation.phase = next;
+            consultation.phase = Phase::Alone;
         }
         self.report_transferer(transferer, out);
     }
 
     /// The transferer is back with the transferee: the channel is the original call again,
-    /// talking to the held party (Asterisk's connected line update may come later).
+    /// talking to the held party.
     fn back_with_transferee(&mut self, transferer: &str) {
-        let returning = self
-            .consultations
-            .get(transferer)
-            .is_some_and(|c| c.phase == Phase::Returning);
-        if !returning {
-            return;
-        }
-        if let Some(consultation) = self.consultations.remove(transferer)
-            && let Some(channel) = self.channels.get_mut(transferer)
-            && !consultation.held_party.is_unknown()
+        if let Some(consultation) = self.consultations.get_mut(transferer)
+            && consultation.phase == Phase::Returning
         {
-            channel.snapshot.connected = consultation.held_party;
+            consultation.phase = Phase::Returned;
         }
     }
 
@@ -377,7 +377,10 @@ impl Tracker {
         let Some(consultation) = self.consultations.get(transferer) else {
             return;
         };
-        if matches!(consultation.phase, Phase::Returning | Phase::Over) {
+        if matches!(
+            consultation.phase,
+            Phase::Returning | Phase::Returned | Phase::Over
+        ) {
             return;
         }
         let next = if consultation.phase == Phase::Alone {
@@ -405,22 +408,31 @@ impl Tracker {
         let phase = consultation.phase;
         let related = consultation.call.clone();
         let held_party = consultation.held_party.clone();
-        if matches!(phase, Phase::Consulting | Phase::Returning)
-            && let Some(channel) = self.channels.get_mut(id)
+        if matches!(
+            phase,
+            Phase::Consulting | Phase::Returning | Phase::Returned
+        ) && let Some(channel) = self.channels.get_mut(id)
             && let Some(mut report) = channel.report()
         {
+            let caught_up = channel.snapshot.connected.number == held_party.number;
             if !matches!(report.state, CallState::Disconnected(_)) {
                 report.connected = held_party;
-                if phase == Phase::Consulting {
-                    report.state = CallState::OnHoldPendTransfer;
-                    report.related = Some(CallRef(related));
-                } else {
-                    report.state = CallState::OnHold;
+                match phase {
+                    Phase::Consulting => {
+                        report.state = CallState::OnHoldPendTransfer;
+                        report.related = Some(CallRef(related));
+                    }
+                    Phase::Returning => report.state = CallState::OnHold,
+                    _ => {}
                 }
             }
             if channel.last.as_ref() != Some(&report) {
                 channel.last = Some(report.clone());
                 out.push(ProviderEvent::Call(Box::new(report)));
+            }
+            if phase == Phase::Returned && caught_up {
+                self.consultations.remove(id);
+                return;
             }
         }
         if matches!(phase, Phase::Consulting | Phase::Alone)

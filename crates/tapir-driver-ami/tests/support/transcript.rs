@@ -76,10 +76,26 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The path of a transcript composed for a test (its header says from what), kept apart from
+/// the captures in this crate's `tests/fixtures/`.
+pub fn composed(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
 impl Transcript {
     pub fn load(name: &str) -> Transcript {
-        let path = fixture(name);
-        let text = std::fs::read_to_string(&path)
+        Transcript::read(&fixture(name))
+    }
+
+    /// A transcript composed for a test rather than captured.
+    pub fn load_composed(name: &str) -> Transcript {
+        Transcript::read(&composed(name))
+    }
+
+    fn read(path: &std::path::Path) -> Transcript {
+        let text = std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         Transcript::parse(&text)
     }
