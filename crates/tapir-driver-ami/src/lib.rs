@@ -13,6 +13,7 @@
 //! - [`mapping`]: the synchronous state machine from events to call reports:
 //!   - `mapping::lines`: endpoints as lines and their extensions;
 //!   - `mapping::channel`: a channel and its TAPI picture;
+//!   - `mapping::consultation`: an `Atxfer` shown as the original and consultation calls;
 //!   - `mapping::cause`: hangup causes as disconnect modes.
 //! - `commands`: tapir's commands as AMI actions, and the capabilities offered.
 //! - `connection`: one AMI connection (TCP, or TLS by `tapir_provider::tls`): banner, login,
