@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until};
 
-use crate::config::{Line, RemoteControl, SipConfig, is_user_part};
+use crate::config::{Line, SipConfig, is_user_part};
 use crate::control::{self, MakeCall};
 use crate::dialog_info::{self, uri_user};
 use crate::mapping::{Applied, LineSpec, Tracker};
@@ -133,6 +133,8 @@ struct Owner {
     down_reported: bool,
     drops: Vec<PendingDrop>,
     answers: Vec<PendingAnswer>,
+    /// Answer and hold are offered (every line's phone takes remote control).
+    remote_control: bool,
 }
 
 fn device_of(line: &Line) -> DeviceKey {
@@ -170,6 +172,7 @@ impl Owner {
             down_reported: false,
             drops: Vec::new(),
             answers: Vec::new(),
+            remote_control: config.every_phone_is_remote_controlled(),
             config,
             lines,
             stack,
@@ -656,14 +659,24 @@ impl Owner {
         Ok(())
     }
 
-    /// Asks the phone of the call's line to answer, hold or resume it, when the line's phone
-    /// type takes remote control and the call is in the state the action needs.
+    /// Asks the phone of the call's line to answer, hold or resume it, when the instance
+    /// offers that and the call is in the state the action needs.
     async fn ask_phone(
         &mut self,
         request: RequestId,
         call: CallRef,
         action: PhoneAction,
     ) -> Result<(), ProviderError> {
+        if !self.remote_control {
+            let error = TapiError::new(
+                ErrorKind::OperationUnavailable,
+                format!(
+                    "{} is not offered: not every line's phone type has a remote `control`",
+                    action.name()
+                ),
+            );
+            return self.complete(request, Err(error)).await;
+        }
         let Some((device, call_id)) = self.tracker.find(&call) else {
             let error = TapiError::new(ErrorKind::InvalidCall, format!("no call {}", call.0));
             return self.complete(request, Err(error)).await;
@@ -673,16 +686,6 @@ impl Owner {
             return self.complete(request, Err(error)).await;
         };
         let phone = self.config.phone_of(&line);
-        if phone.control == RemoteControl::None {
-            let error = TapiError::new(
-                ErrorKind::OperationUnavailable,
-                format!(
-                    "the phone of line {} takes no remote control (its phone type has no `control`)",
-                    line.aor
-                ),
-            );
-            return self.complete(request, Err(error)).await;
-        }
         let state = self.tracker.state_of(&call);
         let fits = match action {
             PhoneAction::Answer => matches!(state, Some(CallState::Offering(_))),

@@ -1315,16 +1315,17 @@ async fn a_bounded_load_run_is_seen_call_by_call() {
     drop(bed);
 }
 
-/// A phone that answers, holds and resumes when told by NOTIFY (`Event: talk` / `hold`),
-/// registered as 250: it rings (180) until the provider's `talk` arrives, answers that NOTIFY
-/// and then the INVITE; later takes `hold` and `talk` again, and the caller's BYE. Each
-/// NOTIFY's event is checked (a wrong one fails the call). The NOTIFYs carry the call's
-/// Call-ID, which is how sipp puts them into this call; the INVITE's headers are kept in
-/// variables because `[last_*]` name the NOTIFY's by then (the Via lines read from the whole
-/// message: a header search yields only the first of them).
-const NOTIFY_TALK_PHONE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+/// A phone that answers, holds and resumes when told so (by NOTIFY or INFO: `@METHOD@`),
+/// registered as 250: it rings (180) until the provider's answer request arrives, answers
+/// that request and then the INVITE; later takes the hold and resume requests, and the
+/// caller's BYE. Each request must carry its `@ANSWER@`, `@HOLD@`, `@RESUME@` text (else
+/// the call fails). The requests carry the call's Call-ID, which is how sipp puts them into
+/// this call; the INVITE's headers are kept in variables because `[last_*]` name the
+/// request's by then (the Via lines read from the whole message: a header search yields
+/// only the first of them).
+const REMOTE_CONTROLLED_PHONE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="notify-talk phone">
+<scenario name="remote-controlled phone">
   <recv request="INVITE" crlf="true">
     <action>
       <ereg regexp="Via: [[:print:]]+([[:space:]]+Via: [[:print:]]+)*" search_in="msg" assign_to="invite_vias"/>
@@ -1347,9 +1348,9 @@ const NOTIFY_TALK_PHONE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
       Content-Length: 0
     ]]>
   </send>
-  <recv request="NOTIFY" timeout="60000">
+  <recv request="@METHOD@" timeout="60000">
     <action>
-      <ereg regexp="talk" search_in="hdr" header="Event:" check_it="true" assign_to="answer_event"/>
+      <ereg regexp="@ANSWER@" search_in="msg" check_it="true" assign_to="answer_event"/>
     </action>
   </recv>
   <send>
@@ -1387,9 +1388,9 @@ const NOTIFY_TALK_PHONE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
     ]]>
   </send>
   <recv request="ACK" crlf="true"/>
-  <recv request="NOTIFY" timeout="60000">
+  <recv request="@METHOD@" timeout="60000">
     <action>
-      <ereg regexp="hold" search_in="hdr" header="Event:" check_it="true" assign_to="hold_event"/>
+      <ereg regexp="@HOLD@" search_in="msg" check_it="true" assign_to="hold_event"/>
     </action>
   </recv>
   <send>
@@ -1404,9 +1405,9 @@ const NOTIFY_TALK_PHONE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
       Content-Length: 0
     ]]>
   </send>
-  <recv request="NOTIFY" timeout="60000">
+  <recv request="@METHOD@" timeout="60000">
     <action>
-      <ereg regexp="talk" search_in="hdr" header="Event:" check_it="true" assign_to="resume_event"/>
+      <ereg regexp="@RESUME@" search_in="msg" check_it="true" assign_to="resume_event"/>
     </action>
   </recv>
   <send>
@@ -1436,17 +1437,31 @@ const NOTIFY_TALK_PHONE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 </scenario>
 "#;
 
-/// A provider whose only line, 250, is a phone of a `notify_talk` phone type.
-fn remote_controlled_config(bed: &Bed) -> SipConfig {
+/// [`REMOTE_CONTROLLED_PHONE`] for the requests of `control`.
+fn remote_controlled_phone(control: RemoteControl) -> String {
+    let (method, answer, hold, resume) = match control {
+        RemoteControl::NotifyTalk => ("NOTIFY", "Event: talk", "Event: hold", "Event: talk"),
+        RemoteControl::Uacsta => ("INFO", "AnswerCall", "HoldCall", "RetrieveCall"),
+        RemoteControl::None => unreachable!("a phone without remote control"),
+    };
+    REMOTE_CONTROLLED_PHONE
+        .replace("@METHOD@", method)
+        .replace("@ANSWER@", answer)
+        .replace("@HOLD@", hold)
+        .replace("@RESUME@", resume)
+}
+
+/// A provider whose only line, 250, is a phone of a phone type with `control`.
+fn remote_controlled_config(bed: &Bed, control: RemoteControl) -> SipConfig {
     let mut config = config_for(bed, &["250"]);
     config.phone_types.insert(
-        "yealink".into(),
+        "desk".into(),
         PhoneType {
-            control: RemoteControl::NotifyTalk,
+            control,
             ..PhoneType::default()
         },
     );
-    config.lines[0].phone_type = Some("yealink".into());
+    config.lines[0].phone_type = Some("desk".into());
     config
 }
 
@@ -1469,12 +1484,25 @@ async fn complete(
     outcome
 }
 
-/// Line 250's phone (sipp) takes remote control by NOTIFY: 201 (baresip) calls it, the
+/// Line 250's phone (sipp) takes remote control by NOTIFY `talk`/`hold`: see
+/// [`answer_and_hold_through_the_phone`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_and_hold_through_a_notify_talk_phone() {
+    answer_and_hold_through_the_phone(RemoteControl::NotifyTalk).await;
+}
+
+/// Line 250's phone (sipp) takes remote control by uaCSTA in INFO: see
+/// [`answer_and_hold_through_the_phone`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_and_hold_through_a_uacsta_phone() {
+    answer_and_hold_through_the_phone(RemoteControl::Uacsta).await;
+}
+
+/// 201 (baresip) calls line 250, whose phone (sipp) takes remote control by `control`: the
 /// provider's answer makes it answer (offering, then connected as Kamailio's dialog-info
 /// shows), then hold and unhold. The instance of the baresip lines, whose phones take no
 /// remote control, offers neither answer nor hold.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn answer_and_hold_through_a_notify_talk_phone() {
+async fn answer_and_hold_through_the_phone(control: RemoteControl) {
     let _serial = SERIAL.lock().await;
     init_logging();
     let (bed, mut phones) = start_bed(&[]).await;
@@ -1486,23 +1514,25 @@ async fn answer_and_hold_through_a_notify_talk_phone() {
         plain.capabilities()
     );
 
-    let phone = bed.start_sipp(
-        "notify-talk-phone",
+    let mut phone = bed.start_sipp(
+        "remote-controlled-phone",
         &[
             "-sf".into(),
-            bed.scenario("notify-talk-phone.xml", NOTIFY_TALK_PHONE)
-                .display()
-                .to_string(),
+            bed.scenario(
+                "remote-controlled-phone.xml",
+                &remote_controlled_phone(control),
+            )
+            .display()
+            .to_string(),
             "-m".into(),
             "1".into(),
             "-trace_err".into(),
             "-trace_msg".into(),
         ],
     );
-    let mut phone = phone;
     bed.ul_add("250", &format!("sip:250@127.0.0.1:{}", phone.port))
         .await;
-    let config = remote_controlled_config(&bed);
+    let config = remote_controlled_config(&bed, control);
     let controlled = SipProvider::new(config.clone()).expect("valid");
     assert!(controlled.capabilities().contains(remote));
     let (mut running, _) = start_provider(config, "sip-remote-control").await;
@@ -1525,7 +1555,7 @@ async fn answer_and_hold_through_a_notify_talk_phone() {
     assert!(phones.p201.wait_event("CALL_ESTABLISHED", WAIT).await);
     assert_eq!(states_of(&seen, "250", &call), ["offering", "connected"]);
 
-    // Hold and resume: the phone takes the NOTIFYs; dialog-info cannot show hold, so the
+    // Hold and resume: the phone takes the requests; dialog-info cannot show hold, so the
     // provider reports it on the phone's 2xx.
     let held = complete(
         &mut running,
