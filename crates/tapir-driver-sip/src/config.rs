@@ -200,6 +200,28 @@ pub enum RpcEndpoint {
     },
 }
 
+/// Where Kamailio's evapi module listens (`modparam("evapi", "bind_addr", ...)`): an
+/// optional feed of the in-dialog events dialog-info cannot show (hold, resume, transfer).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvapiEndpoint {
+    /// An IP address literal, as for the registrar.
+    pub host: String,
+    /// evapi's own default.
+    #[serde(default = "default_evapi_port")]
+    pub port: u16,
+}
+
+impl EvapiEndpoint {
+    /// `host:port`, for connecting and for messages.
+    pub fn address(&self) -> String {
+        match self.host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(_)) => format!("[{}]:{}", self.host, self.port),
+            _ => format!("{}:{}", self.host, self.port),
+        }
+    }
+}
+
 /// Settings of one SIP instance.
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -222,6 +244,10 @@ pub struct SipConfig {
     /// are not followed (a registrar without JSON-RPC cannot tell).
     #[serde(default)]
     pub registration_poll_ms: Option<u64>,
+    /// Kamailio's evapi feed of hold, resume and transfer events (see the README for the
+    /// routing-script snippet that sends them). Absent: dialog-info only.
+    #[serde(default)]
+    pub evapi: Option<EvapiEndpoint>,
     /// The user part the provider calls from in 3PCC (its dialogs are hidden from lines).
     #[serde(default = "default_controller_user")]
     pub controller_user: String,
@@ -267,6 +293,9 @@ fn default_bind() -> SocketAddr {
 fn default_rpc_path() -> String {
     "/RPC".into()
 }
+fn default_evapi_port() -> u16 {
+    8448
+}
 fn default_controller_user() -> String {
     "tapir".into()
 }
@@ -308,6 +337,7 @@ impl fmt::Debug for SipConfig {
             .field("credentials", &self.credentials)
             .field("rpc", &self.rpc)
             .field("registration_poll_ms", &self.registration_poll_ms)
+            .field("evapi", &self.evapi)
             .field("controller_user", &self.controller_user)
             .field("phone_types", &self.phone_types)
             .finish_non_exhaustive()
@@ -354,6 +384,7 @@ impl SipConfig {
             credentials: None,
             rpc: None,
             registration_poll_ms: None,
+            evapi: None,
             controller_user: default_controller_user(),
             alert_info: default_alert_info(),
             phone_types: BTreeMap::new(),
@@ -425,6 +456,17 @@ impl SipConfig {
                 ));
             }
             _ => {}
+        }
+        if let Some(evapi) = &self.evapi {
+            if evapi.host.parse::<std::net::IpAddr>().is_err() {
+                return Err(config_error(format!(
+                    "evapi.host `{}` must be an IP address (names are never resolved)",
+                    evapi.host
+                )));
+            }
+            if evapi.port == 0 {
+                return Err(config_error("evapi.port must not be 0"));
+            }
         }
         if self.subscription_expires_s < 10 {
             return Err(config_error(
@@ -705,6 +747,36 @@ mod tests {
         ))
         .unwrap();
         assert!(matches!(datagram.rpc, Some(RpcEndpoint::Datagram { .. })));
+    }
+
+    #[test]
+    fn the_evapi_feed_is_optional_with_evapis_default_port() {
+        assert_eq!(parse(MINIMAL).unwrap().evapi, None);
+        let config = parse(&format!("{MINIMAL}evapi = {{ host = \"127.0.0.1\" }}\n")).unwrap();
+        assert_eq!(config.validate(), Ok(()));
+        let evapi = config.evapi.clone().unwrap();
+        assert_eq!(evapi.address(), "127.0.0.1:8448");
+        let v6 = parse(&format!(
+            "{MINIMAL}evapi = {{ host = \"::1\", port = 9000 }}\n"
+        ))
+        .unwrap();
+        assert_eq!(v6.evapi.unwrap().address(), "[::1]:9000");
+        for (text, error) in [
+            ("evapi = { host = \"kamailio.example\" }", "evapi.host"),
+            ("evapi = { host = \"127.0.0.1\", port = 0 }", "evapi.port"),
+        ] {
+            let config = parse(&format!("{MINIMAL}{text}\n")).unwrap();
+            let Err(ProviderError::Config(message)) = config.validate() else {
+                panic!("{text} must be refused");
+            };
+            assert!(message.contains(error), "{message}");
+        }
+        assert!(
+            parse(&format!(
+                "{MINIMAL}evapi = {{ host = \"127.0.0.1\", tls = true }}\n"
+            ))
+            .is_err()
+        );
     }
 
     #[test]

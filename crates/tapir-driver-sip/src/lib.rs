@@ -20,6 +20,8 @@
 //! - `control`: make call by 3PCC (INVITE, REFER, NOTIFY sipfrag, BYE) and drop.
 //! - `phone_control`: answer, hold and resume through the phone (NOTIFY `talk`/`hold`, or
 //!   uaCSTA in INFO), for the phone types that take them.
+//! - [`evapi`]: the optional feed of Kamailio's evapi module (hold, resume, transfers):
+//!   a bounded netstring reader, the events, and the connection with its back-off.
 //! - `rpc`: Kamailio JSON-RPC over UDP datagrams or HTTP (dialogs, registrations).
 //! - `session`: the owner loop: lines, their service (subscription, registration),
 //!   keep-alive, reports, commands, shutdown.
@@ -28,6 +30,7 @@
 mod config;
 mod control;
 pub mod dialog_info;
+pub mod evapi;
 pub mod mapping;
 mod phone_control;
 mod provider;
@@ -39,7 +42,7 @@ mod subscription;
 mod tls_link;
 
 pub use config::{
-    Credentials, LineConfig, NumberRange, PhoneType, Registrar, RemoteControl, RpcEndpoint,
-    SipConfig, Transport,
+    Credentials, EvapiEndpoint, LineConfig, NumberRange, PhoneType, Registrar, RemoteControl,
+    RpcEndpoint, SipConfig, Transport,
 };
 pub use provider::SipProvider;

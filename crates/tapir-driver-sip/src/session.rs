@@ -14,6 +14,10 @@
 //! With `registration_poll_ms`, usrloc is read over JSON-RPC on that period: a line whose
 //! phone is not registered is out of service too (its calls are still followed: the
 //! subscription works), and back in service once the phone registers again.
+//!
+//! With `evapi`, a task follows Kamailio's evapi feed (module `evapi`): hold, resume and
+//! transfers go to the mapping. The feed is optional in every sense: the instance's state
+//! never depends on it, and without it calls are followed from dialog-info alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -32,7 +36,8 @@ use tokio::time::{Instant, sleep, sleep_until};
 use crate::config::{Line, SipConfig, is_user_part};
 use crate::control::{self, MakeCall};
 use crate::dialog_info::{self, uri_user};
-use crate::mapping::{Applied, LineSpec, Tracker};
+use crate::evapi::{self, FeedEvent, FeedSettings};
+use crate::mapping::{Applied, LineSpec, Tracker, Transfer};
 use crate::phone_control::{self, PhoneAction, PhoneRequest};
 use crate::rpc::Rpc;
 use crate::stack::{Stack, uri};
@@ -68,6 +73,12 @@ enum Outcome {
 struct PendingDrop {
     request: RequestId,
     call_id: String,
+    deadline: Instant,
+}
+
+/// A transfer the evapi feed reported, waiting for its new dialog in the dialog-info.
+struct PendingTransfer {
+    key: u64,
     deadline: Instant,
 }
 
@@ -133,6 +144,7 @@ struct Owner {
     down_reported: bool,
     drops: Vec<PendingDrop>,
     answers: Vec<PendingAnswer>,
+    transfers: Vec<PendingTransfer>,
     /// Answer and hold are offered (every line's phone takes remote control).
     remote_control: bool,
 }
@@ -172,6 +184,7 @@ impl Owner {
             down_reported: false,
             drops: Vec::new(),
             answers: Vec::new(),
+            transfers: Vec::new(),
             remote_control: config.every_phone_is_remote_controlled(),
             config,
             lines,
@@ -184,6 +197,7 @@ impl Owner {
         let (line_tx, mut line_rx) = mpsc::channel(1024);
         let (ping_tx, mut ping_rx) = mpsc::channel(8);
         let (registration_tx, mut registration_rx) = mpsc::channel(2);
+        let (feed_tx, mut feed_rx) = mpsc::channel(256);
         let stop = self.cx.shutdown.child_token();
         for line in self.lines.clone() {
             let (signal_tx, signal_rx) = mpsc::channel(4);
@@ -220,6 +234,18 @@ impl Owner {
                 stop.clone(),
             ));
         }
+        if let Some(endpoint) = self.config.evapi.clone() {
+            let settings = FeedSettings {
+                endpoint,
+                connect_timeout: self.config.request_timeout(),
+                retry_min: Duration::from_millis(self.config.retry_min_ms),
+                retry_max: Duration::from_millis(self.config.retry_max_ms),
+            };
+            self.background
+                .spawn(evapi::run(settings, feed_tx, stop.clone()));
+        } else {
+            drop(feed_tx);
+        }
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             let sync_at = self
@@ -230,6 +256,7 @@ impl Owner {
                 Some(event) = line_rx.recv() => self.on_line(event).await?,
                 Some(alive) = ping_rx.recv() => self.on_ping(alive).await?,
                 Some(registered) = registration_rx.recv() => self.on_registrations(registered).await?,
+                Some(event) = feed_rx.recv() => self.on_feed(event).await?,
                 Some(request) = self.cx.requests.recv() => self.on_request(request).await?,
                 Some(done) = self.commands.join_next(), if !self.commands.is_empty() => {
                     if let Ok(outcome) = done {
@@ -493,6 +520,57 @@ impl Owner {
             }
         }
         Ok(())
+    }
+
+    /// An event of the evapi feed: a hold or resume is reported at once on the holding line;
+    /// a transfer waits (up to `answer_timeout_ms`) for the dialog it makes.
+    async fn on_feed(&mut self, event: FeedEvent) -> Result<(), ProviderError> {
+        let mut out = Vec::new();
+        match event {
+            FeedEvent::Hold {
+                call_id,
+                by,
+                on_hold,
+            } => {
+                if !self.tracker.hold_by(&call_id, &by, on_hold, &mut out) {
+                    // Not a monitored line's hold (an outside party's, or a call unknown).
+                    tracing::debug!(%call_id, %by, on_hold, "hold or resume of no monitored appearance");
+                }
+            }
+            FeedEvent::Transfer {
+                call_id,
+                transferor,
+                transferee,
+                target,
+            } => {
+                let transfer = Transfer {
+                    call_id,
+                    transferor,
+                    transferee,
+                    target,
+                };
+                if let Some(key) = self.tracker.expect_transfer(transfer) {
+                    let wait = Duration::from_millis(self.config.answer_timeout_ms);
+                    self.transfers.push(PendingTransfer {
+                        key,
+                        deadline: Instant::now() + wait,
+                    });
+                }
+            }
+        }
+        self.report(out).await
+    }
+
+    /// Forgets the transfers whose new dialog did not come in time.
+    fn expire_transfers(&mut self, now: Instant) {
+        let tracker = &mut self.tracker;
+        self.transfers.retain(|transfer| {
+            let waiting = now < transfer.deadline;
+            if !waiting {
+                tracker.forget_transfer(transfer.key);
+            }
+            waiting
+        });
     }
 
     /// A reading of usrloc: lines whose registration changed go out of or back in service.
@@ -819,6 +897,7 @@ impl Owner {
 
     /// Completes what waits for the dialog-info: drops and answers.
     async fn check_pending(&mut self, now: Instant) -> Result<(), ProviderError> {
+        self.expire_transfers(now);
         self.check_drops(now).await?;
         self.check_answers(now).await
     }

@@ -23,6 +23,21 @@
 //! Terminated dialogs linger in later documents: an ended `call-id` is remembered until a
 //! full document no longer lists it, so it never comes back.
 //!
+//! Hold is not a dialog state: RFC 4235 has none for it, and a held call may be resumed and
+//! held again any number of times. It is a flag beside the dialog state (set by the phone's
+//! answer to a remote hold, or by the evapi feed's hold and resume events): a confirmed
+//! dialog reports `onhold` while the flag is set and `connected` otherwise, so the reported
+//! state goes back and forth while the dialog state itself still only moves forward, and a
+//! later (or reordered) document of the confirmed dialog does not undo a hold. Only the
+//! holding side's appearance goes on hold; the held side stays connected (TAPI's remote hold).
+//!
+//! A transfer seen on the evapi feed (a REFER: `transferor` asks `transferee` to call
+//! `target`) waits for the new dialog from the transferee to the target; the first line
+//! that shows it binds the transfer to its `call-id`, and every appearance of that `call-id`
+//! then reports reason `transfer` with the transferor as the redirecting party. A transfer
+//! that never sees its dialog is forgotten by the owner loop after a while (the mapping has
+//! no clock). REFERs of the provider's own 3PCC are not transfers.
+//!
 //! The provider's own 3PCC dialogs (remote user = the controller) are never reported. A made
 //! call is the dialog the line's phone starts after the REFER: it is bound to a reference
 //! minted when the command arrived, and its reports are held back until the command has
@@ -65,10 +80,41 @@ struct Appearance {
     last: Option<CallReport>,
     /// Reports are held back until the made call that owns it has completed.
     held: bool,
-    /// The phone said it holds the call (a remote hold it accepted). Dialog-info cannot
-    /// show hold, so this is the only source: a confirmed dialog then reports on hold.
+    /// The line holds the call: its phone accepted a remote hold, or the evapi feed saw it
+    /// hold. Dialog-info cannot show hold; a confirmed dialog then reports on hold.
     on_hold: bool,
+    /// Set when the call is a transfer's new dialog.
+    redirect: Option<Redirect>,
 }
+
+/// Who transferred a call, for its reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Redirect {
+    redirecting: Party,
+}
+
+/// A transfer (REFER) whose new dialog has not been seen yet.
+#[derive(Debug, Clone)]
+struct PendingTransfer {
+    key: u64,
+    /// The REFER's dialog: the transferred call, not the new one.
+    call_id: String,
+    transferee: String,
+    target: String,
+    redirect: Redirect,
+}
+
+/// A transfer as the evapi feed reports it (user parts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub call_id: String,
+    pub transferor: String,
+    pub transferee: String,
+    pub target: String,
+}
+
+/// The most transfers waiting for their dialog at once; older ones give way.
+const MAX_PENDING_TRANSFERS: usize = 64;
 
 /// A made call waiting for (or bound to) the dialog its REFER makes the phone start.
 #[derive(Debug, Clone)]
@@ -110,6 +156,10 @@ pub struct Tracker {
     users: BTreeSet<String>,
     controller_user: String,
     next_made: u64,
+    transfers: Vec<PendingTransfer>,
+    /// The `call-id`s of transfers' new dialogs, while some line still has the call.
+    transferred: BTreeMap<String, Redirect>,
+    next_transfer: u64,
 }
 
 impl Tracker {
@@ -134,6 +184,9 @@ impl Tracker {
             users,
             controller_user: controller_user.to_owned(),
             next_made: 0,
+            transfers: Vec::new(),
+            transferred: BTreeMap::new(),
+            next_transfer: 0,
         }
     }
 
@@ -146,9 +199,15 @@ impl Tracker {
         info: &DialogInfo,
         out: &mut Vec<CallReport>,
     ) -> Applied {
-        let users = &self.users;
-        let controller = &self.controller_user;
-        let Some(line) = self.lines.get_mut(device) else {
+        let Tracker {
+            lines,
+            users,
+            controller_user: controller,
+            transfers,
+            transferred,
+            ..
+        } = self;
+        let Some(line) = lines.get_mut(device) else {
             return Applied::UnknownLine;
         };
         if line.subscription.as_deref() != Some(subscription) {
@@ -183,13 +242,58 @@ impl Tracker {
             }
         }
         for (call_id, entry) in &groups {
-            line.update(call_id, entry, users, out);
+            if line.is_new(call_id) && entry.state != DialogState::Terminated {
+                bind_transfer(transfers, transferred, call_id, entry, &line.spec.user);
+            }
+            let redirect = transferred.get(call_id.as_str());
+            line.update(call_id, entry, users, redirect, out);
         }
         if info.state == DocumentState::Full {
             line.absent_from_full_document(|id| groups.contains_key(id), first, out);
             line.ended.retain(|id| groups.contains_key(id));
         }
+        self.forget_ended_transfers();
         Applied::Applied
+    }
+
+    /// The evapi feed saw `transfer`: the transferee's next dialog to the target carries the
+    /// transferor as its redirecting party. Returns the key to forget it with if that dialog
+    /// never comes; `None` for the provider's own REFERs (3PCC), which are not transfers.
+    pub fn expect_transfer(&mut self, transfer: Transfer) -> Option<u64> {
+        if transfer.transferor == self.controller_user {
+            return None;
+        }
+        self.next_transfer += 1;
+        let key = self.next_transfer;
+        let redirecting = self
+            .lines
+            .values()
+            .find(|line| line.spec.user == transfer.transferor)
+            .map(|line| line.own_party())
+            .unwrap_or_else(|| Party::number(transfer.transferor.clone()));
+        if self.transfers.len() >= MAX_PENDING_TRANSFERS {
+            self.transfers.remove(0);
+        }
+        self.transfers.push(PendingTransfer {
+            key,
+            call_id: transfer.call_id,
+            transferee: transfer.transferee,
+            target: transfer.target,
+            redirect: Redirect { redirecting },
+        });
+        Some(key)
+    }
+
+    /// Forgets a transfer whose new dialog was never seen (a bound one stays with its call).
+    pub fn forget_transfer(&mut self, key: u64) {
+        self.transfers.retain(|t| t.key != key);
+    }
+
+    /// Drops the transfers of calls no line has any more.
+    fn forget_ended_transfers(&mut self) {
+        let lines = &self.lines;
+        self.transferred
+            .retain(|call_id, _| lines.values().any(|line| line.calls.contains_key(call_id)));
     }
 
     /// An empty NOTIFY body (Kamailio's for an entity without dialogs): a full document that
@@ -210,6 +314,7 @@ impl Tracker {
         let first = line.version.is_none();
         line.absent_from_full_document(|_| false, first, out);
         line.ended.clear();
+        self.forget_ended_transfers();
     }
 
     /// The line's subscription is gone: its calls are no longer known and end.
@@ -223,6 +328,7 @@ impl Tracker {
             line.version = None;
             line.ended.clear();
         }
+        self.forget_ended_transfers();
     }
 
     /// Forgets every call without reports (the link is down; the next `Synchronized`
@@ -234,6 +340,8 @@ impl Tracker {
             line.subscription = None;
             line.version = None;
         }
+        self.transfers.clear();
+        self.transferred.clear();
     }
 
     /// The current report of every live appearance, for `Synchronized`.
@@ -297,17 +405,35 @@ impl Tracker {
             if appearance.dialog != DialogState::Confirmed {
                 return false;
             }
-            appearance.on_hold = on_hold;
-            appearance.state = if on_hold {
-                CallState::OnHold
-            } else {
-                state::call_state(appearance.dialog, appearance.direction)
-            };
+            appearance.hold(on_hold);
             let call_id = appearance.call_id.clone();
             line.emit(&call_id, out);
             return true;
         }
         false
+    }
+
+    /// The evapi feed saw the line of `holder` (a user part) hold or resume the dialog
+    /// `call_id`: that line's appearance goes on hold or back to connected; the other
+    /// side's stays as it is. A hold seen before the dialog-info shows the dialog confirmed
+    /// applies once it does. Returns false when no line of `holder` has the call.
+    pub fn hold_by(
+        &mut self,
+        call_id: &str,
+        holder: &str,
+        on_hold: bool,
+        out: &mut Vec<CallReport>,
+    ) -> bool {
+        let mut found = false;
+        for line in self.lines.values_mut().filter(|l| l.spec.user == holder) {
+            let Some(appearance) = line.calls.get_mut(call_id) else {
+                continue;
+            };
+            appearance.hold(on_hold);
+            line.emit(call_id, out);
+            found = true;
+        }
+        found
     }
 
     /// The lines on which a dialog with `call_id` is still live, with their state.
@@ -380,7 +506,64 @@ impl Tracker {
     }
 }
 
+impl Appearance {
+    /// Sets or clears the hold flag; a confirmed dialog's state follows it at once.
+    fn hold(&mut self, on_hold: bool) {
+        self.on_hold = on_hold;
+        if self.dialog == DialogState::Confirmed {
+            self.state = if on_hold {
+                CallState::OnHold
+            } else {
+                state::call_state(self.dialog, self.direction)
+            };
+        }
+    }
+}
+
+/// Binds the pending transfer that `entry` (a new dialog on the line of `user`) is the new
+/// dialog of: from the transferee to the target.
+fn bind_transfer(
+    transfers: &mut Vec<PendingTransfer>,
+    transferred: &mut BTreeMap<String, Redirect>,
+    call_id: &str,
+    entry: &DialogEntry,
+    user: &str,
+) {
+    if transferred.contains_key(call_id) || transfers.is_empty() {
+        return;
+    }
+    let local = entry.local.user().unwrap_or_else(|| user.to_owned());
+    let Some(remote) = entry.remote.user() else {
+        return;
+    };
+    let (caller, called) = match entry.direction {
+        Some(Direction::Initiator) => (local, remote),
+        Some(Direction::Recipient) | None => (remote, local),
+    };
+    let Some(index) = transfers
+        .iter()
+        .position(|t| t.call_id != call_id && t.transferee == caller && t.target == called)
+    else {
+        return;
+    };
+    let transfer = transfers.remove(index);
+    transferred.insert(call_id.to_owned(), transfer.redirect);
+}
+
 impl LineCalls {
+    /// Whether `call_id` would be a new appearance here (neither live nor ended).
+    fn is_new(&self, call_id: &str) -> bool {
+        !self.calls.contains_key(call_id) && !self.ended.contains(call_id)
+    }
+
+    /// The line itself as a party: its number, and its name if configured.
+    fn own_party(&self) -> Party {
+        match &self.spec.name {
+            Some(name) => Party::named(self.spec.user.clone(), name.clone()),
+            None => Party::number(self.spec.user.clone()),
+        }
+    }
+
     /// Marks the calls a full document does not list (`listed`); ends those it is the
     /// second such document for, or all of them when it is the subscription's `first`.
     fn absent_from_full_document(
@@ -412,6 +595,7 @@ impl LineCalls {
         call_id: &str,
         entry: &DialogEntry,
         users: &BTreeSet<String>,
+        redirect: Option<&Redirect>,
         out: &mut Vec<CallReport>,
     ) {
         if entry.state == DialogState::Terminated {
@@ -434,10 +618,7 @@ impl LineCalls {
         }
         let known = self.calls.get(call_id).map(|a| a.direction);
         let direction = entry.direction.or(known).unwrap_or(Direction::Recipient);
-        let own = party(&entry.local).unwrap_or_else(|| match &self.spec.name {
-            Some(name) => Party::named(self.spec.user.clone(), name.clone()),
-            None => Party::number(self.spec.user.clone()),
-        });
+        let own = party(&entry.local).unwrap_or_else(|| self.own_party());
         let other = party(&entry.remote).unwrap_or_default();
         let (caller, called) = match direction {
             Direction::Initiator => (own, other.clone()),
@@ -475,6 +656,7 @@ impl LineCalls {
                 last: None,
                 held,
                 on_hold: false,
+                redirect: None,
             };
             self.calls.insert(call_id.to_owned(), appearance);
         }
@@ -490,6 +672,9 @@ impl LineCalls {
             appearance.called = called;
             appearance.connected = connected;
             appearance.origin = origin;
+            if let Some(redirect) = redirect {
+                appearance.redirect = Some(redirect.clone());
+            }
         }
         self.emit(call_id, out);
     }
@@ -560,11 +745,19 @@ impl LineCalls {
             call: appearance.call.clone(),
             state: appearance.state,
             origin: appearance.origin,
-            reason: CallReason::Direct,
+            reason: if appearance.redirect.is_some() {
+                CallReason::Transfer
+            } else {
+                CallReason::Direct
+            },
             caller: appearance.caller.clone(),
             called: appearance.called.clone(),
             connected: appearance.connected.clone(),
-            redirecting: Party::default(),
+            redirecting: appearance
+                .redirect
+                .as_ref()
+                .map(|r| r.redirecting.clone())
+                .unwrap_or_default(),
             redirection: Party::default(),
             related: None,
             conference: None,

@@ -1,9 +1,11 @@
 //! The mapping fed with documents shaped like Kamailio 5.6's (sip-testbed.md §3).
 
-use tapir_model::{CallOrigin, CallState, ConnectedMode, DisconnectMode, OfferingMode, Party};
+use tapir_model::{
+    CallOrigin, CallReason, CallState, ConnectedMode, DisconnectMode, OfferingMode, Party,
+};
 use tapir_provider::{CallRef, CallReport, DeviceKey};
 
-use super::{Applied, LineSpec, Tracker};
+use super::{Applied, LineSpec, Tracker, Transfer};
 use crate::dialog_info;
 
 fn tracker() -> Tracker {
@@ -507,4 +509,170 @@ fn a_remote_hold_shows_until_resumed_and_later_documents_keep_it() {
     assert!(t.set_on_hold(&call, false, &mut out));
     assert_eq!(states(&out), [CallState::Connected(ConnectedMode::Active)]);
     assert_eq!(t.state_of(&CallRef("none".into())), None);
+}
+
+#[test]
+fn the_feeds_hold_goes_back_and_forth_on_the_holding_line_only() {
+    let mut t = tracker();
+    apply(
+        &mut t,
+        "201",
+        1,
+        &[("c1", "initiator", "confirmed", "202", None)],
+    );
+    apply(
+        &mut t,
+        "202",
+        1,
+        &[("c1", "recipient", "confirmed", "201", None)],
+    );
+    let mut out = Vec::new();
+    assert!(t.hold_by("c1", "201", true, &mut out));
+    assert_eq!(states(&out), [CallState::OnHold]);
+    assert_eq!(
+        out[0].device,
+        device("201"),
+        "202 stays connected (a remote hold)"
+    );
+    // A later document of the confirmed dialog keeps the hold; resume, hold and resume again.
+    assert!(
+        apply(
+            &mut t,
+            "201",
+            2,
+            &[("c1", "initiator", "confirmed", "202", None)]
+        )
+        .is_empty()
+    );
+    for on_hold in [false, true, false] {
+        out.clear();
+        assert!(t.hold_by("c1", "201", on_hold, &mut out));
+        let expected = if on_hold {
+            CallState::OnHold
+        } else {
+            CallState::Connected(ConnectedMode::Active)
+        };
+        assert_eq!(states(&out), [expected]);
+    }
+    // A resume of a call not held (a session refresh) says nothing.
+    out.clear();
+    assert!(t.hold_by("c1", "201", false, &mut out));
+    assert!(out.is_empty());
+    // Not a monitored line's hold, or an unknown call.
+    assert!(!t.hold_by("c1", "555", true, &mut out));
+    assert!(!t.hold_by("c9", "201", true, &mut out));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn a_hold_seen_before_the_dialog_is_confirmed_applies_once_it_is() {
+    let mut t = tracker();
+    apply(
+        &mut t,
+        "201",
+        1,
+        &[("c1", "initiator", "early", "202", None)],
+    );
+    let mut out = Vec::new();
+    assert!(t.hold_by("c1", "201", true, &mut out));
+    assert!(
+        out.is_empty(),
+        "a ringing call does not show on hold: {out:?}"
+    );
+    let confirmed = apply(
+        &mut t,
+        "201",
+        2,
+        &[("c1", "initiator", "confirmed", "202", None)],
+    );
+    assert_eq!(states(&confirmed), [CallState::OnHold]);
+}
+
+fn transfer(transferor: &str) -> Transfer {
+    Transfer {
+        call_id: "c1".into(),
+        transferor: transferor.into(),
+        transferee: "202".into(),
+        target: "203".into(),
+    }
+}
+
+#[test]
+fn a_transfers_new_dialog_carries_the_transferor_on_both_lines() {
+    let mut t = tracker();
+    apply(
+        &mut t,
+        "201",
+        1,
+        &[("c1", "initiator", "confirmed", "202", None)],
+    );
+    apply(
+        &mut t,
+        "202",
+        1,
+        &[("c1", "recipient", "confirmed", "201", None)],
+    );
+    assert!(t.expect_transfer(transfer("201")).is_some());
+    // The REFER's own dialog is not the new one; an unrelated call from 202 neither.
+    let other = apply(
+        &mut t,
+        "202",
+        2,
+        &[
+            ("c1", "recipient", "confirmed", "201", None),
+            ("c0", "initiator", "early", "201", None),
+        ],
+    );
+    assert!(
+        other.iter().all(|r| r.reason == CallReason::Direct),
+        "{other:?}"
+    );
+    let new_202 = apply(
+        &mut t,
+        "202",
+        3,
+        &[
+            ("c1", "recipient", "terminated", "201", None),
+            ("c2", "initiator", "early", "203", None),
+        ],
+    );
+    let ringback = new_202
+        .iter()
+        .find(|r| r.state == CallState::Ringback)
+        .unwrap();
+    assert_eq!(ringback.reason, CallReason::Transfer);
+    assert_eq!(ringback.redirecting, Party::number("201"));
+    assert_eq!(ringback.caller, Party::number("202"));
+    let new_203 = apply(
+        &mut t,
+        "203",
+        1,
+        &[("c2", "recipient", "confirmed", "202", None)],
+    );
+    assert_eq!(new_203[0].reason, CallReason::Transfer);
+    assert_eq!(new_203[0].redirecting, Party::number("201"));
+    // Bound once: a later call from 202 to 203 is a plain call.
+    let later = apply(
+        &mut t,
+        "203",
+        2,
+        &[("c3", "recipient", "early", "202", None)],
+    );
+    assert_eq!(later[0].reason, CallReason::Direct);
+    assert_eq!(later[0].redirecting, Party::default());
+}
+
+#[test]
+fn the_controllers_refers_and_forgotten_transfers_redirect_nothing() {
+    let mut t = tracker();
+    assert_eq!(t.expect_transfer(transfer("tapir")), None, "3PCC");
+    let key = t.expect_transfer(transfer("201")).unwrap();
+    t.forget_transfer(key);
+    let call = apply(
+        &mut t,
+        "203",
+        1,
+        &[("c2", "recipient", "early", "202", None)],
+    );
+    assert_eq!(call[0].reason, CallReason::Direct);
 }
