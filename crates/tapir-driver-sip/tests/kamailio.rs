@@ -7,6 +7,8 @@
 //!   come back after resubscribing. Line 299, whose subscriptions Kamailio refuses while the
 //!   test says so, shows a single line going out of service and back.
 //! - A blind transfer by the phone (201 transfers 202 to 203).
+//! - Kamailio's evapi feed: a hold and resume by the phone, and a blind transfer that
+//!   carries the transferor as the redirecting party.
 //! - An external caller: a sipp UAC calls 202.
 //! - A remote-controlled phone (sipp of a `notify_talk` phone type): answered, held and
 //!   resumed by the provider's NOTIFYs.
@@ -21,9 +23,10 @@ mod testbed;
 use std::time::Duration;
 
 use tapir_driver_sip::{
-    Credentials, PhoneType, RemoteControl, RpcEndpoint, SipConfig, SipProvider, Transport,
+    Credentials, EvapiEndpoint, PhoneType, RemoteControl, RpcEndpoint, SipConfig, SipProvider,
+    Transport,
 };
-use tapir_model::{ErrorKind, Party, RequestId};
+use tapir_model::{CallReason, ErrorKind, Party, RequestId};
 use tapir_provider::testing::RunningProvider;
 use tapir_provider::{
     CallRef, CallReport, Completion, DeviceKey, Provider, ProviderCommand, ProviderEvent,
@@ -542,12 +545,38 @@ async fn stop(running: RunningProvider) {
     assert_eq!(result, Ok(()));
 }
 
+/// 201's phone calls 202's, whose user accepts; returns what was seen and the connected
+/// appearances on 201 and 202.
+async fn talk_201_to_202(
+    phones: &mut Phones,
+    running: &mut RunningProvider,
+) -> (Vec<ProviderEvent>, CallRef, CallRef) {
+    phones.p201.cmd("dial", Some("sip:202@127.0.0.1")).await;
+    assert!(phones.p202.wait_event("CALL_INCOMING", WAIT).await);
+    phones.p202.cmd("accept", None).await;
+    let mut seen = Vec::new();
+    let talking = until_all(running, &["201", "202"], "connected", &mut seen).await;
+    (seen, talking[0].call.clone(), talking[1].call.clone())
+}
+
+/// Sends a ctrl_tcp command and checks that the phone took it.
+async fn phone_does(phone: &mut Ctrl, command: &str, params: Option<&str>) {
+    let answer = phone.cmd(command, params).await;
+    assert_eq!(
+        answer.get("ok").and_then(serde_json::Value::as_bool),
+        Some(true),
+        "{} {command}: {answer}",
+        phone.name
+    );
+}
+
 /// 201 and 202 talk; 201's phone transfers 202 to 203 (a blind REFER): 201 goes idle, 202
 /// and 203 talk on a new call whose caller is 202.
 ///
-/// The transfer's redirecting party (201) is not reported: Kamailio's pua_dialoginfo
-/// publishes no `referred-by` (nor `replaces`) in its documents, so the new dialog on 202 and
-/// 203 looks like any call from 202.
+/// Without the evapi feed the transfer's redirecting party (201) is not reported: Kamailio's
+/// pua_dialoginfo publishes no `referred-by` (nor `replaces`) in its documents, so the new
+/// dialog on 202 and 203 looks like any call from 202 (with the feed, see
+/// `hold_and_transfer_through_the_evapi_feed`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blind_transfer_by_the_phone() {
     let _serial = SERIAL.lock().await;
@@ -556,12 +585,7 @@ async fn a_blind_transfer_by_the_phone() {
     let (mut running, _) =
         start_provider(config_for(&bed, &["201", "202", "203"]), "sip-transfer").await;
 
-    phones.p201.cmd("dial", Some("sip:202@127.0.0.1")).await;
-    assert!(phones.p202.wait_event("CALL_INCOMING", WAIT).await);
-    phones.p202.cmd("accept", None).await;
-    let mut seen = Vec::new();
-    let talking = until_all(&mut running, &["201", "202"], "connected", &mut seen).await;
-    let (first_201, first_202) = (talking[0].call.clone(), talking[1].call.clone());
+    let (mut seen, first_201, first_202) = talk_201_to_202(&mut phones, &mut running).await;
 
     phones.p201.cmd("transfer", Some("sip:203@127.0.0.1")).await;
     let connected_203 = until_all(&mut running, &["203"], "connected", &mut seen).await;
@@ -618,6 +642,91 @@ async fn a_blind_transfer_by_the_phone() {
         "idle",
     )
     .await;
+    stop(running).await;
+    drop(bed);
+}
+
+/// Waits until Kamailio logs that a client (the provider's feed) connected to evapi.
+async fn until_evapi_connected(bed: &Bed) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !bed.kamailio_log().contains("evapi client connected") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the provider's evapi feed did not connect within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Kamailio relays hold, resume and REFER over evapi (`WITH_EVAPI`): 201's phone holds its
+/// call with 202 (201's appearance on hold, 202's stays connected: a remote hold), resumes
+/// it, and then transfers 202 to 203: the new call carries reason transfer and 201 as the
+/// redirecting party on 202 and 203.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_and_transfer_through_the_evapi_feed() {
+    let _serial = SERIAL.lock().await;
+    init_logging();
+    let (bed, mut phones) = start_bed(&["WITH_EVAPI"]).await;
+    let mut config = config_for(&bed, &["201", "202", "203"]);
+    config.evapi = Some(EvapiEndpoint {
+        host: "127.0.0.1".into(),
+        port: bed.ports.evapi,
+    });
+    let (mut running, _) = start_provider(config, "sip-evapi").await;
+    until_evapi_connected(&bed).await;
+
+    let (mut seen, call_201, call_202) = talk_201_to_202(&mut phones, &mut running).await;
+    phone_does(&mut phones.p201, "hold", None).await;
+    until_call(&mut running, &mut seen, "201", &call_201, "onhold").await;
+    phone_does(&mut phones.p201, "resume", None).await;
+    let resumed = until(&mut running, "201's call connected again", |e| {
+        report(e, "201", "connected").is_some_and(|r| r.call == call_201)
+    })
+    .await;
+    seen.extend(resumed);
+    assert!(
+        !states_of(&seen, "202", &call_202).contains(&"onhold"),
+        "the held side stays connected: {seen:#?}"
+    );
+
+    phone_does(&mut phones.p201, "transfer", Some("sip:203@127.0.0.1")).await;
+    let transferred = |e: &ProviderEvent, user: &str| match e {
+        ProviderEvent::Call(r)
+            if r.device == device(user) && r.call != call_202 && r.state.name() == "connected" =>
+        {
+            Some(r.as_ref().clone())
+        }
+        _ => None,
+    };
+    for user in ["203", "202"] {
+        let new_call = match seen.iter().find_map(|e| transferred(e, user)) {
+            Some(r) => r,
+            None => {
+                let events = until(&mut running, &format!("{user}'s transferred call"), |e| {
+                    transferred(e, user).is_some()
+                })
+                .await;
+                seen.extend(events);
+                seen.iter()
+                    .find_map(|e| transferred(e, user))
+                    .expect("just seen")
+            }
+        };
+        assert_eq!(
+            new_call.caller.number.as_deref(),
+            Some("202"),
+            "{new_call:?}"
+        );
+        assert_eq!(
+            new_call.called.number.as_deref(),
+            Some("203"),
+            "{new_call:?}"
+        );
+        assert_eq!(new_call.reason, CallReason::Transfer, "{new_call:?}");
+        assert_eq!(new_call.redirecting, Party::number("201"), "{new_call:?}");
+    }
+    until_call(&mut running, &mut seen, "201", &call_201, "idle").await;
+    phones.p203.cmd("hangup", None).await;
     stop(running).await;
     drop(bed);
 }

@@ -97,6 +97,8 @@ pub struct Ports {
     pub rpc: u16,
     /// SIP over TLS, with [`Bed::serve_tls`].
     pub tls: u16,
+    /// Kamailio's evapi feed, with the define `WITH_EVAPI`.
+    pub evapi: u16,
 }
 
 impl Ports {
@@ -110,6 +112,7 @@ impl Ports {
             http: free_port(1),
             rpc: free_port(1),
             tls: free_port(1),
+            evapi: free_port(1),
         }
     }
 }
@@ -198,6 +201,7 @@ impl Bed {
             .replace("@HTTP_PORT@", &self.ports.http.to_string())
             .replace("@RPC_PORT@", &self.ports.rpc.to_string())
             .replace("@TLS_PORT@", &self.ports.tls.to_string())
+            .replace("@EVAPI_PORT@", &self.ports.evapi.to_string())
             .replace(
                 "@TLS_CFG@",
                 &self
