@@ -119,7 +119,9 @@ async fn a_revoked_or_expired_token_stops_working_and_ends_its_websocket() {
     let (status, _) = request_as(&token, Method::GET, &server.api("/lines"), None).await;
     assert_eq!(status, 401);
 
-    let body = json!({"user": "app", "label": "short", "lifetime_s": 1});
+    // Expiry counts in whole seconds: a one-second token issued late in a second is already
+    // expired a moment later on a busy machine, so the short token lives three.
+    let body = json!({"user": "app", "label": "short", "lifetime_s": 3});
     let (_, issued) = admin(&server, Method::POST, "/tokens", Some(body)).await;
     let short = issued["token"].as_str().unwrap().to_owned();
     let (status, _) = request_as(&short, Method::GET, &server.api("/me"), None).await;
