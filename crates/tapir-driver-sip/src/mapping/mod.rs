@@ -199,6 +199,7 @@ impl Tracker {
         info: &DialogInfo,
         out: &mut Vec<CallReport>,
     ) -> Applied {
+        // Borrowed apart: one line's calls change while the transfers are bound.
         let Tracker {
             lines,
             users,
@@ -291,6 +292,9 @@ impl Tracker {
 
     /// Drops the transfers of calls no line has any more.
     fn forget_ended_transfers(&mut self) {
+        if self.transferred.is_empty() {
+            return;
+        }
         let lines = &self.lines;
         self.transferred
             .retain(|call_id, _| lines.values().any(|line| line.calls.contains_key(call_id)));
