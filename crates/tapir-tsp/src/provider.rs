@@ -29,6 +29,10 @@ pub fn negotiate(low: u32, high: u32) -> Result<u32, LineErr> {
     Ok(high.min(HIGHEST_VERSION))
 }
 
+/// Where a new call's handle goes (TAPISRV's out-parameter): called before anything about the
+/// call, its completion included, can reach TAPISRV from the connection thread.
+pub type Publish<'a> = &'a dyn Fn(CallHandle);
+
 /// One forwarding instruction of `lineForward`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardEntry {
@@ -281,6 +285,7 @@ impl Provider {
         request: u32,
         line: LineId,
         tapi_call: usize,
+        publish: Publish,
         command: impl FnOnce(&Devices) -> Result<CommandDto, LineErr>,
     ) -> Result<CallHandle, LineErr> {
         let (handle, outgoing) = {
@@ -291,7 +296,9 @@ impl Provider {
             let outgoing = devices.request_creating(request, line, handle, command);
             (handle, outgoing)
         };
-        self.sent(request, outgoing)?;
+        let outgoing = outgoing?;
+        publish(handle);
+        self.with_engine(|engine| engine.send(outgoing));
         Ok(handle)
     }
 
@@ -301,12 +308,13 @@ impl Provider {
         line: LineId,
         tapi_call: usize,
         destination: Option<String>,
+        publish: Publish,
     ) -> Result<CallHandle, LineErr> {
         // Going off-hook for dial tone needs the handset; tapir dials a number.
         let to = destination
             .filter(|d| !d.trim().is_empty())
             .ok_or(line_err(LINEERR_OPERATIONUNAVAIL))?;
-        self.creating_request(request, line, tapi_call, |_| {
+        self.creating_request(request, line, tapi_call, publish, |_| {
             Ok(CommandDto::MakeCall { line, to })
         })
     }
@@ -370,9 +378,11 @@ impl Provider {
         request: u32,
         call: CallHandle,
         tapi_consult: usize,
+        publish: Publish,
     ) -> Result<CallHandle, LineErr> {
         let consultation = Placeholder::Consultation { original: call };
         let (handle, mut notices) = self.devices().placeholder(consultation, tapi_consult)?;
+        publish(handle);
         notices.insert(0, Notice::Completion { request, result: 0 });
         self.deliver(notices);
         Ok(handle)
@@ -387,6 +397,7 @@ impl Provider {
         call: CallHandle,
         tapi_conference: usize,
         tapi_consult: usize,
+        publish: &dyn Fn(CallHandle, CallHandle),
     ) -> Result<(CallHandle, CallHandle), LineErr> {
         let (conference, consultation, notices) = {
             let mut devices = self.devices();
@@ -397,6 +408,7 @@ impl Provider {
             notices.extend(more);
             (conference, consultation, notices)
         };
+        publish(conference, consultation);
         let mut all = vec![Notice::Completion { request, result: 0 }];
         all.extend(notices);
         self.deliver(all);
@@ -473,6 +485,7 @@ impl Provider {
         consultation: CallHandle,
         tapi_conference: usize,
         mode: u32,
+        publish: Publish,
     ) -> Result<Option<CallHandle>, LineErr> {
         let consultation = self.devices().tapir_call(consultation)?;
         match mode {
@@ -484,9 +497,10 @@ impl Provider {
             }
             LINETRANSFERMODE_CONFERENCE => {
                 let line = self.line_of_call(call)?;
-                let handle = self.creating_request(request, line, tapi_conference, |_| {
-                    Ok(CommandDto::Conference { call: consultation })
-                })?;
+                let handle =
+                    self.creating_request(request, line, tapi_conference, publish, |_| {
+                        Ok(CommandDto::Conference { call: consultation })
+                    })?;
                 Ok(Some(handle))
             }
             _ => Err(line_err(LINEERR_INVALTRANSFERMODE)),
@@ -500,11 +514,12 @@ impl Provider {
         line: LineId,
         tapi_call: usize,
         from: Option<String>,
+        publish: Publish,
     ) -> Result<CallHandle, LineErr> {
         let from = from
             .filter(|f| !f.trim().is_empty())
             .ok_or(line_err(LINEERR_OPERATIONUNAVAIL))?;
-        self.creating_request(request, line, tapi_call, |devices| {
+        self.creating_request(request, line, tapi_call, publish, |devices| {
             let near = devices.open_line_dto(line)?;
             let from_line = devices
                 .line_by_address(&from, near)
@@ -524,8 +539,9 @@ impl Provider {
         line: LineId,
         tapi_call: usize,
         from: String,
+        publish: Publish,
     ) -> Result<CallHandle, LineErr> {
-        self.creating_request(request, line, tapi_call, |_| {
+        self.creating_request(request, line, tapi_call, publish, |_| {
             Ok(CommandDto::Unpark { line, from })
         })
     }

@@ -43,6 +43,8 @@ enum Seen {
     },
     Create(usize),
     Remove(DeviceId),
+    /// The provider handed out a new call's handle (TAPISRV's out-parameter).
+    Published(CallHandle),
 }
 
 #[derive(Default)]
@@ -198,9 +200,13 @@ async fn the_provider_follows_and_controls_calls_and_survives_a_server_restart()
 
     // 201 calls 202: the completion, then 201's own call; 202 hears of it with LINE_NEWCALL.
     let made = provider
-        .make_call(1, line_201, 0xA1, Some("202".into()))
+        .make_call(1, line_201, 0xA1, Some("202".into()), &|handle| {
+            recorder.push(Seen::Published(handle))
+        })
         .unwrap();
+    let (published, _) = recorder.wait(0, "the handle", |s| *s == Seen::Published(made));
     let (done, _) = recorder.wait(0, "make call completion", |s| *s == Seen::Completion(1, 0));
+    assert!(published < done, "the handle is out before the completion");
     let (state, _) = recorder.wait(0, "201's first state", |s| {
         matches!(
             s,
@@ -257,7 +263,7 @@ async fn the_provider_follows_and_controls_calls_and_survives_a_server_restart()
     // A command on a line that is not open is refused at once, not completed later.
     assert!(
         provider
-            .make_call(3, line_202 + 1000, 0xA3, Some("201".into()))
+            .make_call(3, line_202 + 1000, 0xA3, Some("201".into()), &|_| ())
             .is_err()
     );
 
@@ -300,7 +306,7 @@ async fn the_provider_follows_and_controls_calls_and_survives_a_server_restart()
     // Calls work again on the new server.
     let after = recorder.len();
     provider
-        .make_call(5, line_201, 0xA5, Some("203".into()))
+        .make_call(5, line_201, 0xA5, Some("203".into()), &|_| ())
         .unwrap();
     recorder.wait(after, "make call after the restart", |s| {
         *s == Seen::Completion(5, 0)
@@ -625,7 +631,7 @@ impl Bench {
         let mark = self.recorder.len();
         let made = self
             .provider
-            .make_call(request, self.line(from), tapi, Some(to.into()))
+            .make_call(request, self.line(from), tapi, Some(to.into()), &|_| ())
             .unwrap();
         assert_eq!(self.completed(request), 0);
         let ringing = self.announced(mark, to);
@@ -665,7 +671,7 @@ async fn hold_consultation_transfer_and_digits_through_the_provider() {
     // 202 transfers 201 to 203 with consultation: lineSetupTransfer gives a call in dial
     // tone, lineDial dials it, 203 answers, lineCompleteTransfer joins 201 and 203.
     let mark = bench.recorder.len();
-    let consult = bench.provider.setup_transfer(15, b, 0xC1).unwrap();
+    let consult = bench.provider.setup_transfer(15, b, 0xC1, &|_| ()).unwrap();
     assert_eq!(bench.completed(15), 0);
     bench.reaches(mark, 0xC1, LINECALLSTATE_DIALTONE);
     bench.provider.dial(16, consult, "203".into()).unwrap();
@@ -677,7 +683,7 @@ async fn hold_consultation_transfer_and_digits_through_the_provider() {
     bench.reaches(mark, 0xC1, LINECALLSTATE_CONNECTED);
     bench
         .provider
-        .complete_transfer(18, b, consult, 0, LINETRANSFERMODE_TRANSFER)
+        .complete_transfer(18, b, consult, 0, LINETRANSFERMODE_TRANSFER, &|_| ())
         .unwrap();
     assert_eq!(bench.completed(18), 0);
     bench.reaches(mark, tapi_handle(b), LINECALLSTATE_IDLE);
@@ -702,13 +708,13 @@ async fn blind_transfer_pickup_forwarding_and_park_through_the_provider() {
     let mark = bench.recorder.len();
     bench
         .provider
-        .make_call(20, bench.line("204"), 0xB1, Some("205".into()))
+        .make_call(20, bench.line("204"), 0xB1, Some("205".into()), &|_| ())
         .unwrap();
     assert_eq!(bench.completed(20), 0);
     bench.announced(mark, "205");
     let picked = bench
         .provider
-        .pickup(21, bench.line("206"), 0xB2, Some("205".into()))
+        .pickup(21, bench.line("206"), 0xB2, Some("205".into()), &|_| ())
         .unwrap();
     assert_eq!(bench.completed(21), 0);
     bench.reaches(mark, 0xB2, LINECALLSTATE_CONNECTED);
@@ -733,7 +739,7 @@ async fn blind_transfer_pickup_forwarding_and_park_through_the_provider() {
     bench.reaches(mark, tapi_handle(at_207), LINECALLSTATE_IDLE);
     let unparked = bench
         .provider
-        .unpark(25, bench.line("205"), 0xB5, "705".into())
+        .unpark(25, bench.line("205"), 0xB5, "705".into(), &|_| ())
         .unwrap();
     assert_eq!(bench.completed(25), 0);
     bench
@@ -809,7 +815,10 @@ async fn a_conference_set_up_through_the_provider() {
     // lineSetupConference from 204's call: the conference call waits on hold, the
     // consultation has dial tone; lineDial, 206 answers, lineAddToConference joins.
     let mark = bench.recorder.len();
-    let (conference, consultation) = bench.provider.setup_conference(32, a, 0xF0, 0xF1).unwrap();
+    let (conference, consultation) = bench
+        .provider
+        .setup_conference(32, a, 0xF0, 0xF1, &|_, _| ())
+        .unwrap();
     assert_eq!(bench.completed(32), 0);
     bench.reaches(mark, 0xF0, LINECALLSTATE_ONHOLDPENDCONF);
     bench.reaches(mark, 0xF1, LINECALLSTATE_DIALTONE);

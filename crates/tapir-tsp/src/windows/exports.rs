@@ -12,7 +12,7 @@ use std::time::Duration;
 use windows_sys::Win32::Devices::Tapi::{
     LINEERR_INVALDEVICECLASS, LINEERR_INVALPOINTER, LINEERR_OPERATIONFAILED,
     LINEERR_OPERATIONUNAVAIL, LINEFORWARD, LINEFORWARDLIST, LINEPARKMODE_DIRECTED,
-    PHONEERR_NODEVICE, STRINGFORMAT_BINARY, VARSTRING,
+    LINETRANSFERMODE_CONFERENCE, PHONEERR_NODEVICE, STRINGFORMAT_BINARY, VARSTRING,
 };
 use windows_sys::Win32::Foundation::{HINSTANCE, HWND};
 
@@ -23,7 +23,7 @@ use super::{
 use crate::config::parse_configure_args;
 use crate::devices::{CallHandle, LineErr, LineId, OpenLine, line_err};
 use crate::engine::test_connection;
-use crate::provider::{ForwardEntry, Provider, negotiate};
+use crate::provider::{ForwardEntry, Provider, Publish, negotiate};
 use crate::structs::{VarWriter, caller_buffer};
 
 type Handle = usize;
@@ -73,7 +73,7 @@ fn creating_on_line(
     request: u32,
     line: Handle,
     driver_call: *mut Handle,
-    create: impl FnOnce(&Provider, LineId) -> Result<CallHandle, LineErr>,
+    create: impl FnOnce(&Provider, LineId, Publish) -> Result<CallHandle, LineErr>,
 ) -> i32 {
     guard(|| {
         if driver_call.is_null() {
@@ -81,10 +81,19 @@ fn creating_on_line(
         }
         let (provider, line_id) = by_line(line)?;
         let instance = super::split(line).map(|(i, _)| i).unwrap_or(0);
-        let handle = create(&provider, line_id)?;
-        unsafe { put(driver_call, call_handle(instance, handle))? };
+        create(&provider, line_id, &|handle| unsafe {
+            publish(driver_call, instance, handle)
+        })?;
         Ok(request_id(request))
     })
+}
+
+/// Writes a new call's handle to TAPISRV's out-parameter (checked non-null by the caller).
+///
+/// # Safety
+/// `out` is a valid, non-null out-parameter of the running TSPI function.
+unsafe fn publish(out: *mut Handle, instance: usize, call: CallHandle) {
+    unsafe { out.write_unaligned(call_handle(instance, call)) };
 }
 
 // ---- Provider life cycle -------------------------------------------------------------------
@@ -622,8 +631,8 @@ pub unsafe extern "system" fn TSPI_lineMakeCall(
     _call_params: *const c_void,
 ) -> i32 {
     let to = unsafe { read_wide(destination) };
-    creating_on_line(request, line, driver_call, |provider, line| {
-        provider.make_call(request, line, tapi_call, to)
+    creating_on_line(request, line, driver_call, |provider, line, published| {
+        provider.make_call(request, line, tapi_call, to, published)
     })
 }
 
@@ -725,8 +734,9 @@ pub unsafe extern "system" fn TSPI_lineSetupTransfer(
             return Err(line_err(LINEERR_INVALPOINTER));
         }
         let (provider, instance, call) = by_call(call)?;
-        let consult = provider.setup_transfer(request, call, tapi_consult)?;
-        unsafe { put(driver_consult, call_handle(instance, consult))? };
+        provider.setup_transfer(request, call, tapi_consult, &|consult| unsafe {
+            publish(driver_consult, instance, consult)
+        })?;
         Ok(request_id(request))
     })
 }
@@ -743,11 +753,17 @@ pub unsafe extern "system" fn TSPI_lineCompleteTransfer(
     guard(|| {
         let (provider, instance, call) = by_call(call)?;
         let (_, _, consultation) = by_call(consultation)?;
-        let conference =
-            provider.complete_transfer(request, call, consultation, tapi_conference, mode)?;
-        if let Some(conference) = conference {
-            unsafe { put(driver_conference, call_handle(instance, conference))? };
+        if mode == LINETRANSFERMODE_CONFERENCE && driver_conference.is_null() {
+            return Err(line_err(LINEERR_INVALPOINTER));
         }
+        provider.complete_transfer(
+            request,
+            call,
+            consultation,
+            tapi_conference,
+            mode,
+            &|conference| unsafe { publish(driver_conference, instance, conference) },
+        )?;
         Ok(request_id(request))
     })
 }
@@ -774,12 +790,16 @@ pub unsafe extern "system" fn TSPI_lineSetupConference(
             return Err(line_err(LINEERR_OPERATIONUNAVAIL));
         }
         let (provider, instance, call) = by_call(call)?;
-        let (conference, consultation) =
-            provider.setup_conference(request, call, tapi_conference, tapi_consult)?;
-        unsafe {
-            put(driver_conference, call_handle(instance, conference))?;
-            put(driver_consult, call_handle(instance, consultation))?;
-        }
+        provider.setup_conference(
+            request,
+            call,
+            tapi_conference,
+            tapi_consult,
+            &|conference, consultation| unsafe {
+                publish(driver_conference, instance, conference);
+                publish(driver_consult, instance, consultation);
+            },
+        )?;
         Ok(request_id(request))
     })
 }
@@ -812,8 +832,8 @@ pub unsafe extern "system" fn TSPI_linePickup(
     _group: *const u16,
 ) -> i32 {
     let from = unsafe { read_wide(from) };
-    creating_on_line(request, line, driver_call, |provider, line| {
-        provider.pickup(request, line, tapi_call, from)
+    creating_on_line(request, line, driver_call, |provider, line, published| {
+        provider.pickup(request, line, tapi_call, from, published)
     })
 }
 
@@ -846,8 +866,8 @@ pub unsafe extern "system" fn TSPI_lineUnpark(
     driver_call: *mut Handle,
     from: *const u16,
 ) -> i32 {
-    creating_on_line(request, line, driver_call, |provider, line| {
-        provider.unpark(request, line, tapi_call, destination(from)?)
+    creating_on_line(request, line, driver_call, |provider, line, published| {
+        provider.unpark(request, line, tapi_call, destination(from)?, published)
     })
 }
 
