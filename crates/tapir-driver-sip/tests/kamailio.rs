@@ -231,6 +231,34 @@ async fn command(running: &RunningProvider, id: u64, command: ProviderCommand) -
     id
 }
 
+/// Makes a call from `from` to `to` (request 1) and waits for its completion: the new call and
+/// the events seen until then.
+async fn make_call(
+    running: &mut RunningProvider,
+    from: &str,
+    to: &str,
+) -> (CallRef, Vec<ProviderEvent>) {
+    let make = command(
+        running,
+        1,
+        ProviderCommand::MakeCall {
+            device: device(from),
+            to: to.into(),
+        },
+    )
+    .await;
+    let seen = until(
+        running,
+        "make call completion",
+        |e| matches!(e, ProviderEvent::Completed { request, .. } if *request == make),
+    )
+    .await;
+    let Some(Ok(Completion::Call(made))) = completion(&seen, make).cloned() else {
+        panic!("make call failed: {seen:#?}");
+    };
+    (made, seen)
+}
+
 fn completion(
     events: &[ProviderEvent],
     id: RequestId,
@@ -389,24 +417,7 @@ async fn the_provider_follows_and_controls_calls_on_kamailio() {
     ua_201.cmd("answermode", Some("auto")).await;
     ua_201.clear();
     ua_203.clear();
-    let make = command(
-        &running,
-        1,
-        ProviderCommand::MakeCall {
-            device: device("201"),
-            to: "203".into(),
-        },
-    )
-    .await;
-    let mut seen = until(
-        &mut running,
-        "make call completion",
-        |e| matches!(e, ProviderEvent::Completed { request, .. } if *request == make),
-    )
-    .await;
-    let Some(Ok(Completion::Call(made))) = completion(&seen, make).cloned() else {
-        panic!("make call failed: {seen:#?}");
-    };
+    let (made, mut seen) = make_call(&mut running, "201", "203").await;
     assert!(
         !seen
             .iter()
@@ -998,24 +1009,7 @@ async fn digest_authentication_over_tcp() {
 
     // Make call 201 -> 203: the INVITE to 201's phone is challenged too.
     phones.p201.cmd("answermode", Some("auto")).await;
-    let make = command(
-        &running,
-        1,
-        ProviderCommand::MakeCall {
-            device: device("201"),
-            to: "203".into(),
-        },
-    )
-    .await;
-    let mut seen = until(
-        &mut running,
-        "make call completion",
-        |e| matches!(e, ProviderEvent::Completed { request, .. } if *request == make),
-    )
-    .await;
-    let Some(Ok(Completion::Call(made))) = completion(&seen, make).cloned() else {
-        panic!("make call failed: {seen:#?}");
-    };
+    let (made, mut seen) = make_call(&mut running, "201", "203").await;
     until_call(&mut running, &mut seen, "201", &made, "connected").await;
     until_all(&mut running, &["203"], "connected", &mut seen).await;
     phones.p203.cmd("hangup", None).await;
@@ -1130,24 +1124,7 @@ async fn sip_over_tls_with_a_private_ca() {
 
     // Make call 201 -> 203: the INVITE, REFER and the phone's NOTIFYs go over TLS too.
     phones.p201.cmd("answermode", Some("auto")).await;
-    let make = command(
-        &running,
-        1,
-        ProviderCommand::MakeCall {
-            device: device("201"),
-            to: "203".into(),
-        },
-    )
-    .await;
-    let mut seen = until(
-        &mut running,
-        "make call completion",
-        |e| matches!(e, ProviderEvent::Completed { request, .. } if *request == make),
-    )
-    .await;
-    let Some(Ok(Completion::Call(made))) = completion(&seen, make).cloned() else {
-        panic!("make call failed: {seen:#?}");
-    };
+    let (made, mut seen) = make_call(&mut running, "201", "203").await;
     let connected = until_all(&mut running, &["201", "203"], "connected", &mut seen).await;
     assert_eq!(connected[0].call, made);
     assert_eq!(connected[0].called.number.as_deref(), Some("203"));
