@@ -285,22 +285,7 @@ async fn tsecimp_round_trips_and_a_bad_file_changes_nothing() {
 
 #[tokio::test]
 async fn the_api_and_the_cli_work_over_tls_with_a_self_signed_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let made = std::process::Command::new(common::BIN)
-        .args(["tls", "self-signed", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
-    let cert = dir.path().join("tapir-cert.pem");
-    let key = dir.path().join("tapir-key.pem");
-    let config = format!(
-        "[server.tls]\ncert = {:?}\nkey = {:?}\n{CONFIG}",
-        cert.display().to_string(),
-        key.display().to_string()
-    );
-    let server = Server::with_config(&config);
-    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let (server, cert, _tls_dir) = Server::with_self_signed_tls(CONFIG);
 
     let trusted = std::process::Command::new(common::BIN)
         .args(["--json", "lines"])

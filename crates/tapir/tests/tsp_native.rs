@@ -148,22 +148,6 @@ fn config(server: &Server, credentials: Credentials) -> TspConfig {
     }
 }
 
-/// Reads a call's caller number out of the LINECALLINFO the provider fills.
-fn caller_number(provider: &Provider, call: CallHandle) -> String {
-    let mut buf = vec![0u8; 2048];
-    buf[..4].copy_from_slice(&2048u32.to_le_bytes());
-    provider.call_info(call, &mut buf).unwrap();
-    // dwCallerIDSize and dwCallerIDOffset in LINECALLINFO (tapi.md §3.4).
-    let read = |at: usize| u32::from_le_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
-    let (size, offset) = (read(112), read(116));
-    let units: Vec<u16> = buf[offset..offset + size]
-        .chunks_exact(2)
-        .map(|p| u16::from_le_bytes([p[0], p[1]]))
-        .take_while(|u| *u != 0)
-        .collect();
-    String::from_utf16(&units).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_provider_follows_and_controls_calls_and_survives_a_server_restart() {
     let data = tempfile::tempdir().unwrap();
@@ -239,7 +223,7 @@ async fn the_provider_follows_and_controls_calls_and_survives_a_server_restart()
         call_state(tapi_handle(ringing), LINECALLSTATE_OFFERING),
     );
     assert!(new_call < offering, "LINE_NEWCALL comes first");
-    assert_eq!(caller_number(&provider, ringing), "201");
+    assert_eq!(party(&provider, ringing, CALLER_ID), "201");
 
     // 202 answers; both connected; the status offers drop.
     assert_eq!(provider.answer(2, ringing), Ok(2));
@@ -465,7 +449,7 @@ async fn after_a_network_fault_the_provider_catches_up_and_follows_new_lines() {
         "offering",
         call_state(tapi_handle(call), LINECALLSTATE_OFFERING),
     );
-    assert_eq!(caller_number(&provider, call), "206");
+    assert_eq!(party(&provider, call, CALLER_ID), "206");
 
     // The PBX gains an extension: LINE_CREATE, then TAPISRV numbers it; and loses it again.
     let before = recorder.len();
@@ -859,21 +843,8 @@ async fn a_conference_set_up_through_the_provider() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn over_wss_the_provider_trusts_its_ca_file_and_refuses_an_unknown_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let made = std::process::Command::new(common::BIN)
-        .args(["tls", "self-signed", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
-    let cert = dir.path().join("tapir-cert.pem");
-    let config_text = format!(
-        "[server.tls]\ncert = {:?}\nkey = {:?}\n\n[[instances]]\nname = \"sim\"\n[instances.driver]\ntype = \"sim\"\n",
-        cert.display().to_string(),
-        dir.path().join("tapir-key.pem").display().to_string()
-    );
-    let server = Server::with_config(&config_text);
-    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let sim = "\n[[instances]]\nname = \"sim\"\n[instances.driver]\ntype = \"sim\"\n";
+    let (server, cert, _tls_dir) = Server::with_self_signed_tls(sim);
 
     // The server's own administrator token serves: it does not restart here.
     let mut trusting = config(&server, Credentials::Token(server.token.clone()));

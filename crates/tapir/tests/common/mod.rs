@@ -50,6 +50,29 @@ impl Server {
         server
     }
 
+    /// A server on HTTPS with a fresh self-signed certificate (`tapir tls self-signed`) and
+    /// this config text after `[server.tls]`; also the certificate's file, for clients to
+    /// trust, in a directory that lives as long as the returned guard.
+    pub fn with_self_signed_tls(config: &str) -> (Server, PathBuf, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let made = Command::new(BIN)
+            .args(["tls", "self-signed", "--dir"])
+            .arg(dir.path())
+            .output()
+            .expect("run tapir tls self-signed");
+        assert!(made.status.success(), "{made:?}");
+        let cert = dir.path().join("tapir-cert.pem");
+        let key = dir.path().join("tapir-key.pem");
+        let text = format!(
+            "[server.tls]\ncert = {:?}\nkey = {:?}\n{config}",
+            cert.display().to_string(),
+            key.display().to_string()
+        );
+        let server = Server::with_config(&text);
+        assert!(server.url.starts_with("https://"), "{}", server.url);
+        (server, cert, dir)
+    }
+
     /// A server on `data_dir`, which the caller keeps (to restart on it).
     pub fn start_in(data_dir: &Path, config: Option<&Path>) -> Server {
         Server::start_on(data_dir, config, "127.0.0.1:0")
