@@ -14,7 +14,7 @@ use windows_sys::Win32::UI::WindowsAndMessaging::{
     WM_COMMAND, WM_INITDIALOG, WS_VSCROLL,
 };
 
-use super::settings;
+use super::{settings, wide};
 use crate::config::{Mode, StoredSettings};
 use crate::dialog_template::{Class, Item, WS_BORDER, WS_TABSTOP, build};
 use crate::engine::test_connection;
@@ -39,10 +39,6 @@ const BS_DEFPUSHBUTTON: u32 = windows_sys::Win32::UI::WindowsAndMessaging::BS_DE
 const MODES: [Mode; 3] = [Mode::User, Mode::TerminalServer, Mode::All];
 
 static TEST_ANSWER: Mutex<Option<String>> = Mutex::new(None);
-
-fn wide(text: &str) -> Vec<u16> {
-    text.encode_utf16().chain([0]).collect()
-}
 
 fn label(id: u16, text: &str, y: i16) -> Item {
     Item {

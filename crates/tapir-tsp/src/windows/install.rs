@@ -39,7 +39,7 @@ use windows_sys::Win32::System::Registry::{
 };
 use windows_sys::Win32::System::SystemInformation::GetSystemDirectoryW;
 
-use super::{own_path, read_wide, settings};
+use super::{own_path, read_wide, settings, wide};
 use crate::config::{ConfigError, StoredSettings, default_log_dir, parse_install_args};
 
 /// The TAPI version this code speaks to `lineGetProviderList` (2.0: every Windows since 2000).
@@ -421,10 +421,6 @@ fn parse_provider_list(raw: &[u8]) -> Vec<(u32, String)> {
 }
 
 // ---- The settings' registry keys -------------------------------------------------------------
-
-fn wide(text: &str) -> Vec<u16> {
-    text.encode_utf16().chain([0]).collect()
-}
 
 fn delete_settings(id: u32) -> Result<(), InstallError> {
     let path = wide(&format!("{}\\{id}", SETTINGS_KEYS[0]));

@@ -256,6 +256,11 @@ fn own_path() -> Option<String> {
     (length > 0).then(|| String::from_utf16_lossy(&buffer[..length as usize]))
 }
 
+/// `text` as a NUL-terminated UTF-16 string for Windows.
+fn wide(text: &str) -> Vec<u16> {
+    text.encode_utf16().chain([0]).collect()
+}
+
 /// A NUL-terminated UTF-16 string from TAPISRV (at most 32k characters).
 ///
 /// # Safety

@@ -22,13 +22,10 @@ use windows_sys::Win32::System::Registry::{
     RegSetValueExW,
 };
 
+use super::wide;
 use crate::config::{ConfigError, StoredSettings, TspConfig};
 
 const SECRET_NAMES: [&str; 2] = ["Token", "Password"];
-
-fn wide(text: &str) -> Vec<u16> {
-    text.encode_utf16().chain([0]).collect()
-}
 
 fn key_path(provider: u32) -> Vec<u16> {
     wide(&format!("SOFTWARE\\tapir\\TSP\\Providers\\{provider}"))
