@@ -523,7 +523,7 @@ impl Owner {
     }
 
     /// An event of the evapi feed: a hold or resume is reported at once on the holding line;
-    /// a transfer waits (up to `answer_timeout_ms`) for the dialog it makes.
+    /// a transfer marks the dialog it made, or waits (up to `answer_timeout_ms`) for it.
     async fn on_feed(&mut self, event: FeedEvent) -> Result<(), ProviderError> {
         let mut out = Vec::new();
         match event {
@@ -549,7 +549,7 @@ impl Owner {
                     transferee,
                     target,
                 };
-                if let Some(key) = self.tracker.expect_transfer(transfer) {
+                if let Some(key) = self.tracker.expect_transfer(transfer, &mut out) {
                     let wait = Duration::from_millis(self.config.answer_timeout_ms);
                     self.transfers.push(PendingTransfer {
                         key,

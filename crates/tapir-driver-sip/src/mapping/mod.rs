@@ -34,9 +34,12 @@
 //! A transfer seen on the evapi feed (a REFER: `transferor` asks `transferee` to call
 //! `target`) waits for the new dialog from the transferee to the target; the first line
 //! that shows it binds the transfer to its `call-id`, and every appearance of that `call-id`
-//! then reports reason `transfer` with the transferor as the redirecting party. A transfer
-//! that never sees its dialog is forgotten by the owner loop after a while (the mapping has
-//! no clock). REFERs of the provider's own 3PCC are not transfers.
+//! then reports reason `transfer` with the transferor as the redirecting party. The feed and
+//! the NOTIFYs race (Kamailio relays the REFER while the transferee already dials), so a
+//! transfer whose new dialog is already on a line binds to it at once and its appearances
+//! are reported again. A transfer that never sees its dialog is forgotten by the owner loop
+//! after a while (the mapping has no clock). REFERs of the provider's own 3PCC are not
+//! transfers.
 //!
 //! The provider's own 3PCC dialogs (remote user = the controller) are never reported. A made
 //! call is the dialog the line's phone starts after the REFER: it is bound to a reference
@@ -257,21 +260,38 @@ impl Tracker {
         Applied::Applied
     }
 
-    /// The evapi feed saw `transfer`: the transferee's next dialog to the target carries the
-    /// transferor as its redirecting party. Returns the key to forget it with if that dialog
-    /// never comes; `None` for the provider's own REFERs (3PCC), which are not transfers.
-    pub fn expect_transfer(&mut self, transfer: Transfer) -> Option<u64> {
+    /// The evapi feed saw `transfer`: the transferee's dialog to the target carries the
+    /// transferor as its redirecting party. If a line already shows that dialog, its
+    /// appearances' new reports go to `out`; otherwise the transfer waits for it, and the key
+    /// to forget it with (if it never comes) is returned. `None` when nothing waits: bound at
+    /// once, or the provider's own REFER (3PCC), which is not a transfer.
+    pub fn expect_transfer(
+        &mut self,
+        transfer: Transfer,
+        out: &mut Vec<CallReport>,
+    ) -> Option<u64> {
         if transfer.transferor == self.controller_user {
             return None;
         }
-        self.next_transfer += 1;
-        let key = self.next_transfer;
         let redirecting = self
             .lines
             .values()
             .find(|line| line.spec.user == transfer.transferor)
             .map(|line| line.own_party())
             .unwrap_or_else(|| Party::number(transfer.transferor.clone()));
+        let redirect = Redirect { redirecting };
+        if let Some(call_id) = self.dialog_of(&transfer) {
+            for line in self.lines.values_mut() {
+                if let Some(appearance) = line.calls.get_mut(&call_id) {
+                    appearance.redirect = Some(redirect.clone());
+                    line.emit(&call_id, out);
+                }
+            }
+            self.transferred.insert(call_id, redirect);
+            return None;
+        }
+        self.next_transfer += 1;
+        let key = self.next_transfer;
         if self.transfers.len() >= MAX_PENDING_TRANSFERS {
             self.transfers.remove(0);
         }
@@ -280,9 +300,26 @@ impl Tracker {
             call_id: transfer.call_id,
             transferee: transfer.transferee,
             target: transfer.target,
-            redirect: Redirect { redirecting },
+            redirect,
         });
         Some(key)
+    }
+
+    /// The `call-id` of a live dialog from the transferee to the target that is not the
+    /// REFER's own and not already a transfer's; an unanswered one first (the new dialog has
+    /// rarely been answered by the time the feed reports the REFER).
+    fn dialog_of(&self, transfer: &Transfer) -> Option<String> {
+        self.lines
+            .values()
+            .flat_map(|line| line.calls.values())
+            .filter(|a| {
+                a.call_id != transfer.call_id
+                    && !self.transferred.contains_key(&a.call_id)
+                    && a.caller.number.as_deref() == Some(transfer.transferee.as_str())
+                    && a.called.number.as_deref() == Some(transfer.target.as_str())
+            })
+            .min_by_key(|a| a.dialog == DialogState::Confirmed)
+            .map(|a| a.call_id.clone())
     }
 
     /// Forgets a transfer whose new dialog was never seen (a bound one stays with its call).

@@ -612,7 +612,10 @@ fn a_transfers_new_dialog_carries_the_transferor_on_both_lines() {
         1,
         &[("c1", "recipient", "confirmed", "201", None)],
     );
-    assert!(t.expect_transfer(transfer("201")).is_some());
+    assert!(
+        t.expect_transfer(transfer("201"), &mut Vec::new())
+            .is_some()
+    );
     // The REFER's own dialog is not the new one; an unrelated call from 202 neither.
     let other = apply(
         &mut t,
@@ -662,11 +665,74 @@ fn a_transfers_new_dialog_carries_the_transferor_on_both_lines() {
     assert_eq!(later[0].redirecting, Party::default());
 }
 
+/// Kamailio relays the REFER on evapi while the transferee already dials: the NOTIFYs of the
+/// new dialog can come first. The transfer then binds to it at once and its appearances are
+/// reported again, and the calls that merely share the parties' numbers stay plain.
+#[test]
+fn a_transfer_reported_after_its_new_dialog_marks_that_dialog() {
+    let mut t = tracker();
+    apply(
+        &mut t,
+        "202",
+        1,
+        &[
+            ("c1", "recipient", "confirmed", "201", None),
+            ("c2", "initiator", "trying", "203", None),
+        ],
+    );
+    apply(
+        &mut t,
+        "203",
+        1,
+        &[("c2", "recipient", "early", "202", None)],
+    );
+    let mut out = Vec::new();
+    assert_eq!(t.expect_transfer(transfer("201"), &mut out), None, "bound");
+    let marked: Vec<(&str, CallReason, &Party)> = out
+        .iter()
+        .map(|r| (r.device.0.as_str(), r.reason, &r.redirecting))
+        .collect();
+    assert_eq!(
+        marked,
+        [
+            (
+                "sip:202@127.0.0.1",
+                CallReason::Transfer,
+                &Party::number("201")
+            ),
+            (
+                "sip:203@127.0.0.1",
+                CallReason::Transfer,
+                &Party::number("201")
+            ),
+        ]
+    );
+    let answered = apply(
+        &mut t,
+        "203",
+        2,
+        &[("c2", "recipient", "confirmed", "202", None)],
+    );
+    assert_eq!(answered[0].reason, CallReason::Transfer);
+    assert_eq!(answered[0].redirecting, Party::number("201"));
+    let later = apply(
+        &mut t,
+        "203",
+        3,
+        &[("c3", "recipient", "early", "202", None)],
+    );
+    assert_eq!(later[0].reason, CallReason::Direct);
+}
+
 #[test]
 fn the_controllers_refers_and_forgotten_transfers_redirect_nothing() {
     let mut t = tracker();
-    assert_eq!(t.expect_transfer(transfer("tapir")), None, "3PCC");
-    let key = t.expect_transfer(transfer("201")).unwrap();
+    assert_eq!(
+        t.expect_transfer(transfer("tapir"), &mut Vec::new()),
+        None,
+        "3PCC"
+    );
+    let key = t.expect_transfer(transfer("201"), &mut Vec::new()).unwrap();
     t.forget_transfer(key);
     let call = apply(
         &mut t,
