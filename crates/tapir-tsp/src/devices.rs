@@ -124,6 +124,9 @@ impl LineSlot {
 /// A call that exists for TAPI before the server has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placeholder {
+    /// `lineMakeCall` without a number: dial tone until `lineDial` makes the call. The PBX
+    /// is asked only then (tapir places calls by number; going off-hook needs the handset).
+    Dialtone { line: LineId },
     /// `lineSetupTransfer` or `lineSetupConference`'s consultation: dial tone until `lineDial`.
     Consultation { original: CallHandle },
     /// `lineSetupConference`'s conference call: on hold pending the conference until
@@ -132,10 +135,12 @@ pub enum Placeholder {
 }
 
 impl Placeholder {
-    pub fn original(self) -> CallHandle {
+    /// The call this one was set up from, if any.
+    pub fn original(self) -> Option<CallHandle> {
         match self {
+            Placeholder::Dialtone { .. } => None,
             Placeholder::Consultation { original } | Placeholder::Conference { original } => {
-                original
+                Some(original)
             }
         }
     }
@@ -166,7 +171,9 @@ impl CallSlot {
     pub fn state(&self) -> (u32, u32) {
         match (&self.dto, self.placeholder) {
             (Some(call), _) => (call.state_bits, call.mode_bits),
-            (None, Some(Placeholder::Consultation { .. })) => (LINECALLSTATE_DIALTONE, 0),
+            (None, Some(Placeholder::Dialtone { .. } | Placeholder::Consultation { .. })) => {
+                (LINECALLSTATE_DIALTONE, 0)
+            }
             (None, Some(Placeholder::Conference { .. })) => (LINECALLSTATE_ONHOLDPENDCONF, 0),
             (None, None) => (LINECALLSTATE_IDLE, 0),
         }
@@ -435,7 +442,18 @@ impl Devices {
         kind: Placeholder,
         tapi_call: usize,
     ) -> Result<(CallHandle, Vec<Notice>), LineErr> {
-        let line = self.call(kind.original())?.line;
+        let line = match kind {
+            Placeholder::Dialtone { line } => {
+                self.open_line_dto(line)?;
+                if !self.in_service(line) {
+                    return Err(line_err(LINEERR_RESOURCEUNAVAIL));
+                }
+                line
+            }
+            Placeholder::Consultation { original } | Placeholder::Conference { original } => {
+                self.call(original)?.line
+            }
+        };
         let handle = self.new_handle();
         let slot = CallSlot {
             line,
@@ -980,7 +998,7 @@ impl Devices {
         });
     }
 
-    /// Binds a consultation placeholder to the call the server created for it.
+    /// Binds a dial tone or consultation placeholder to the call the server creates for it.
     pub fn bind_placeholder(&mut self, placeholder: CallHandle) {
         if let Some(slot) = self.slots.get_mut(&placeholder) {
             slot.pending = true;

@@ -203,15 +203,24 @@ impl Provider {
             .ok_or(line_err(LINEERR_NODEVICE))?;
         match (&slot.dto, slot.placeholder) {
             (Some(dto), _) => structs::call_info(buf, device, slot, dto),
-            // A placeholder borrows its original's parties until the server has it.
-            (None, Some(placeholder)) => {
-                let original = devices.call(placeholder.original())?;
-                let dto = original
-                    .dto
-                    .as_ref()
-                    .ok_or(line_err(LINEERR_INVALCALLHANDLE))?;
-                structs::call_info(buf, device, slot, dto)
-            }
+            // A placeholder borrows its original's parties until the server has it; a call
+            // in dial tone has only its own line as the caller.
+            (None, Some(placeholder)) => match placeholder.original() {
+                Some(original) => {
+                    let original = devices.call(original)?;
+                    let dto = original
+                        .dto
+                        .as_ref()
+                        .ok_or(line_err(LINEERR_INVALCALLHANDLE))?;
+                    structs::call_info(buf, device, slot, dto)
+                }
+                None => {
+                    let line = devices
+                        .line_dto(slot.line)
+                        .ok_or(line_err(LINEERR_INVALCALLHANDLE))?;
+                    structs::call_info(buf, device, slot, &structs::dialtone_call(line))
+                }
+            },
             (None, None) => Err(line_err(LINEERR_INVALCALLHANDLE)),
         }
     }
@@ -310,13 +319,35 @@ impl Provider {
         destination: Option<String>,
         publish: Publish,
     ) -> Result<CallHandle, LineErr> {
-        // Going off-hook for dial tone needs the handset; tapir dials a number.
-        let to = destination
-            .filter(|d| !d.trim().is_empty())
-            .ok_or(line_err(LINEERR_OPERATIONUNAVAIL))?;
-        self.creating_request(request, line, tapi_call, publish, |_| {
-            Ok(CommandDto::MakeCall { line, to })
-        })
+        match destination.filter(|d| !d.trim().is_empty()) {
+            Some(to) => self.creating_request(request, line, tapi_call, publish, |_| {
+                Ok(CommandDto::MakeCall { line, to })
+            }),
+            None => self.dialtone(request, line, tapi_call, publish),
+        }
+    }
+
+    /// `lineMakeCall` without a number: a call in dial tone at once, placed on the PBX when
+    /// `lineDial` gives the number.
+    fn dialtone(
+        &self,
+        request: u32,
+        line: LineId,
+        tapi_call: usize,
+        publish: Publish,
+    ) -> Result<CallHandle, LineErr> {
+        let (handle, mut notices) = {
+            let mut devices = self.devices();
+            let dto = devices.open_line_dto(line)?;
+            if !devices.capabilities(dto).iter().any(|c| c == "make_call") {
+                return Err(line_err(LINEERR_OPERATIONUNAVAIL));
+            }
+            devices.placeholder(Placeholder::Dialtone { line }, tapi_call)?
+        };
+        publish(handle);
+        notices.insert(0, Notice::Completion { request, result: 0 });
+        self.deliver(notices);
+        Ok(handle)
     }
 
     pub fn answer(&self, request: u32, call: CallHandle) -> Result<u32, LineErr> {
@@ -444,14 +475,18 @@ impl Provider {
         self.sent(request, outgoing)
     }
 
-    /// `lineDial`: on a consultation placeholder it starts the consultation; on a connected
-    /// call the digits go as DTMF.
+    /// `lineDial`: on a call in dial tone it makes the call; on a consultation placeholder
+    /// it starts the consultation; on a connected call the digits go as DTMF.
     pub fn dial(&self, request: u32, call: CallHandle, to: String) -> Result<u32, LineErr> {
         let outgoing = {
             let mut devices = self.devices();
             let slot = devices.call(call)?;
             let line = slot.line;
             match (slot.placeholder, slot.tapir) {
+                (Some(Placeholder::Dialtone { .. }), None) => {
+                    devices.bind_placeholder(call);
+                    devices.request_creating(request, line, call, CommandDto::MakeCall { line, to })
+                }
                 (Some(Placeholder::Consultation { original }), None) => {
                     let original = devices.tapir_call(original)?;
                     devices.bind_placeholder(call);

@@ -137,6 +137,8 @@ pub fn address_features(capabilities: &[String]) -> u32 {
 /// `LINECALLFEATURE_*` bits that calls on the line may ever offer.
 pub fn possible_call_features(capabilities: &[String]) -> u32 {
     let pairs = [
+        // A call made without a number is dialled with `lineDial`.
+        ("make_call", LINECALLFEATURE_DIAL),
         ("accept", LINECALLFEATURE_ACCEPT),
         ("answer", LINECALLFEATURE_ANSWER),
         ("drop", LINECALLFEATURE_DROP),
@@ -557,6 +559,36 @@ fn party(w: &mut VarWriter<'_>, fields: [usize; 5], party: &PartyDto) {
     );
 }
 
+/// What `LINECALLINFO` shows of a call in dial tone that the PBX does not have yet: an
+/// outbound call from the line itself, to nobody so far.
+pub fn dialtone_call(line: &LineDto) -> CallDto {
+    CallDto {
+        id: 0,
+        line: line.id,
+        state: "dialtone".into(),
+        mode: None,
+        state_bits: LINECALLSTATE_DIALTONE,
+        mode_bits: 0,
+        origin: "outbound".into(),
+        reason: "direct".into(),
+        caller: PartyDto {
+            number: Some(line.address.clone()),
+            name: Some(line.name.clone()),
+        },
+        called: PartyDto::default(),
+        connected: PartyDto::default(),
+        redirecting: PartyDto::default(),
+        redirection: PartyDto::default(),
+        related: None,
+        conference: None,
+        features: Vec::new(),
+        feature_bits: 0,
+        created_at: 0,
+        state_entered_at: 0,
+        connected_at: None,
+    }
+}
+
 /// `TSPI_lineGetCallInfo`; `related` is the handle-independent id of the related call.
 pub fn call_info(
     buf: &mut [u8],
@@ -655,9 +687,9 @@ pub fn call_status(buf: &mut [u8], call: &CallSlot, can_conference: bool) -> Res
     w.set(at!(dwCallStateMode), mode);
     let features = match (&call.dto, call.placeholder) {
         (Some(dto), _) => dto.feature_bits,
-        // A consultation placeholder can be dialled or dropped; a conference placeholder
-        // dropped (its consultation is added from the consultation's side).
-        (None, Some(Placeholder::Consultation { .. })) => {
+        // A call in dial tone can be dialled or dropped; a conference placeholder dropped
+        // (its consultation is added from the consultation's side).
+        (None, Some(Placeholder::Dialtone { .. } | Placeholder::Consultation { .. })) => {
             LINECALLFEATURE_DIAL | LINECALLFEATURE_DROP
         }
         (None, Some(Placeholder::Conference { .. })) => LINECALLFEATURE_DROP,

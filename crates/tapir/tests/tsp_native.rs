@@ -15,7 +15,7 @@ use tapir_tsp::devices::{CallHandle, DeviceId, LineErr, OpenLine};
 use tapir_tsp::engine::{Tapisrv, test_connection};
 use tapir_tsp::provider::Provider;
 
-use common::{PATIENCE, Server, lines, request_as};
+use common::{PATIENCE, Server, calls, lines, request_as};
 
 // TAPI's values (tapi.h), spelled out so the test does not share the provider's constants.
 const LINE_CALLSTATE: u32 = 2;
@@ -790,6 +790,53 @@ async fn blind_transfer_pickup_forwarding_and_park_through_the_provider() {
 
 const LINECALLSTATE_CONFERENCED: usize = 0x800;
 const LINECALLSTATE_ONHOLDPENDCONF: usize = 0x1000;
+
+/// `lineMakeCall` without a number (what dialers do before the user types): the call is in
+/// dial tone at once, shows the line as its caller, is dropped without the PBX, and once
+/// `lineDial` gives the number it is the PBX's call, under the same handle and without a
+/// `LINE_NEWCALL`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_made_without_a_number_waits_in_dial_tone_for_line_dial() {
+    let bench = Bench::start(&["208", "209"]).await;
+    let mark = bench.recorder.len();
+    let undialled = bench
+        .provider
+        .make_call(40, bench.line("208"), 0xD0, None, &|_| ())
+        .unwrap();
+    assert_eq!(bench.completed(40), 0);
+    bench.reaches(mark, 0xD0, LINECALLSTATE_DIALTONE);
+    assert_eq!(party(&bench.provider, undialled, CALLER_ID), "208");
+    bench.provider.drop_call(41, undialled).unwrap();
+    assert_eq!(bench.completed(41), 0);
+    bench.reaches(mark, 0xD0, LINECALLSTATE_IDLE);
+    assert!(
+        calls(&bench.server).await.is_empty(),
+        "the PBX never saw the undialled call"
+    );
+
+    let mark = bench.recorder.len();
+    let call = bench
+        .provider
+        .make_call(42, bench.line("208"), 0xD1, Some(" ".into()), &|_| ())
+        .unwrap();
+    assert_eq!(bench.completed(42), 0);
+    bench.reaches(mark, 0xD1, LINECALLSTATE_DIALTONE);
+    bench.provider.dial(43, call, "209".into()).unwrap();
+    assert_eq!(bench.completed(43), 0);
+    let at_209 = bench.announced(mark, "209");
+    assert_eq!(party(&bench.provider, at_209, CALLER_ID), "208");
+    bench.provider.answer(44, at_209).unwrap();
+    assert_eq!(bench.completed(44), 0);
+    bench.reaches(mark, 0xD1, LINECALLSTATE_CONNECTED);
+    assert_eq!(party(&bench.provider, call, CONNECTED_ID), "209");
+    let new_calls_on_208 = bench.recorder.seen.lock().unwrap()[mark..]
+        .iter()
+        .filter(|s| matches!(s, Seen::NewCall { tapi_line, .. } if *tapi_line == Bench::tapi_line("208")))
+        .count();
+    assert_eq!(new_calls_on_208, 0, "the dialled call kept TAPI's handle");
+    tokio::task::block_in_place(|| bench.provider.shutdown());
+    bench.server.stop();
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_conference_set_up_through_the_provider() {
