@@ -61,9 +61,13 @@ fn lines() -> Lines {
         .filter(|m| m.event() == Some("ExtensionStatus") && m.action_id().is_some())
         .cloned()
         .collect();
-    Lines::build("PJSIP", &endpoints, &hints, &BTreeMap::new(), |_, x| {
-        x.to_string()
-    })
+    Lines::build(
+        tapir_driver_ami::Technology::Pjsip,
+        &endpoints,
+        &hints,
+        &BTreeMap::new(),
+        |_, x| x.to_string(),
+    )
 }
 
 fn bench(c: &mut Criterion) {

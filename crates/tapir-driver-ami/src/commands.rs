@@ -345,8 +345,13 @@ impl Planner<'_> {
             .with("CallerID", caller_id)
             .with("Timeout", self.config.originate_timeout_ms.to_string())
             .with("Async", "true");
-        if let Some(header) = &self.config.auto_answer_header {
-            action = action.with("Variable", format!("PJSIP_HEADER(add,{header})"));
+        if let Some(variable) = self
+            .config
+            .auto_answer_header
+            .as_ref()
+            .and_then(|header| self.config.endpoint_technology.header_variable(header))
+        {
+            action = action.with("Variable", variable);
         }
         action
     }
@@ -443,17 +448,25 @@ impl Planner<'_> {
 
     /// Answer and hold through the phone: a SIP NOTIFY the phone turns into a key press.
     fn phone_event(&self, call: &CallRef, event: &str, id: String) -> Result<Plan, TapiError> {
-        if self.config.phone_control == PhoneControl::None {
-            return Err(unavailable(
-                "answer and hold need phone_control; AMI cannot operate a PJSIP phone",
-            ));
-        }
+        let notify = match self.config.phone_control {
+            PhoneControl::None => {
+                return Err(unavailable(
+                    "answer and hold need phone_control; AMI cannot operate a phone",
+                ));
+            }
+            PhoneControl::PjsipNotify => "PJSIPNotify",
+            PhoneControl::SipNotify => "SIPnotify",
+        };
         let channel = self.tracker.channel(&call.0).ok_or_else(|| no_call(call))?;
         let device = channel.device.as_ref().ok_or_else(|| no_call(call))?;
+        let action = Action::new(notify, &id);
+        let action = if self.config.phone_control == PhoneControl::SipNotify {
+            action.with("Channel", self.tracker.lines().dial_string(device))
+        } else {
+            action.with("Endpoint", &device.0)
+        };
         Ok(Plan::Single(
-            Action::new("PJSIPNotify", &id)
-                .with("Endpoint", &device.0)
-                .with("Variable", format!("Event={event}")),
+            action.with("Variable", format!("Event={event}")),
         ))
     }
 

@@ -20,6 +20,60 @@ pub enum PhoneControl {
     /// A SIP NOTIFY with `Event: talk` / `Event: hold` sent through the `PJSIPNotify` action
     /// (honoured by many Yealink, Snom and Grandstream phones when enabled on them).
     PjsipNotify,
+    /// The same NOTIFY through chan_sip's `SIPnotify` action (`endpoint_technology = "SIP"`).
+    SipNotify,
+}
+
+/// The channel driver of the phones that become lines. Each has its own list action; its
+/// channels are named `<prefix>/<endpoint>-<unique>`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum Technology {
+    /// res_pjsip endpoints (`PJSIPShowEndpoints`), the only SIP driver since Asterisk 21.
+    #[default]
+    #[serde(rename = "PJSIP")]
+    Pjsip,
+    /// chan_sip peers (`SIPpeers`), up to Asterisk 20.
+    #[serde(rename = "SIP")]
+    Sip,
+    /// chan_iax2 peers (`IAXpeerlist`).
+    #[serde(rename = "IAX2")]
+    Iax2,
+}
+
+impl Technology {
+    /// The channel name prefix, e.g. `PJSIP` in `PJSIP/201-00000010`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Technology::Pjsip => "PJSIP",
+            Technology::Sip => "SIP",
+            Technology::Iax2 => "IAX2",
+        }
+    }
+
+    /// The action that lists the endpoints, and the event of each entry in its answer (whose
+    /// `ObjectName` is the endpoint).
+    pub fn endpoint_list(self) -> (&'static str, &'static str) {
+        match self {
+            Technology::Pjsip => ("PJSIPShowEndpoints", "EndpointList"),
+            Technology::Sip => ("SIPpeers", "PeerEntry"),
+            Technology::Iax2 => ("IAXpeerlist", "PeerEntry"),
+        }
+    }
+
+    /// The Originate `Variable` that adds `header` (`Name: value`) to the INVITE sent to the
+    /// line's phone; IAX2 has no headers.
+    pub fn header_variable(self, header: &str) -> Option<String> {
+        let (name, value) = header.split_once(':')?;
+        match self {
+            Technology::Pjsip => Some(format!(
+                "PJSIP_HEADER(add,{})={}",
+                name.trim(),
+                value.trim()
+            )),
+            Technology::Sip => Some(format!("SIPADDHEADER={}: {}", name.trim(), value.trim())),
+            Technology::Iax2 => None,
+        }
+    }
 }
 
 /// Where call forwarding and do-not-disturb live on the PBX.
@@ -55,9 +109,9 @@ pub struct AmiConfig {
     /// The dialplan context in which made calls dial their destination.
     #[serde(default = "default_context")]
     pub context: String,
-    /// The channel technology of the phones that become lines (`PJSIP`, `SIP` or `IAX2`).
-    #[serde(default = "default_technology")]
-    pub endpoint_technology: String,
+    /// The channel driver of the phones that become lines (`PJSIP`, `SIP` or `IAX2`).
+    #[serde(default)]
+    pub endpoint_technology: Technology,
     /// Endpoint name → extension, for endpoints whose extension is not given by a hint.
     #[serde(default)]
     pub extension_map: BTreeMap<String, String>,
@@ -115,9 +169,6 @@ fn default_port() -> u16 {
 }
 fn default_context() -> String {
     "from-internal".into()
-}
-fn default_technology() -> String {
-    "PJSIP".into()
 }
 fn default_originate_timeout_ms() -> u64 {
     30_000
@@ -179,7 +230,7 @@ impl AmiConfig {
             tls_ca_file: None,
             tls_server_name: None,
             context: default_context(),
-            endpoint_technology: default_technology(),
+            endpoint_technology: Technology::default(),
             extension_map: BTreeMap::new(),
             originate_timeout_ms: default_originate_timeout_ms(),
             auto_answer_header: None,
@@ -218,12 +269,7 @@ impl AmiConfig {
                 )));
             }
         }
-        if !["PJSIP", "SIP", "IAX2"].contains(&self.endpoint_technology.as_str()) {
-            return Err(config_error(format!(
-                "endpoint_technology `{}` is not one of PJSIP, SIP, IAX2",
-                self.endpoint_technology
-            )));
-        }
+        self.validate_technology()?;
         self.validate_durations()?;
         self.validate_events()?;
         if let Some(header) = &self.auto_answer_header
@@ -231,6 +277,32 @@ impl AmiConfig {
         {
             return Err(config_error(
                 "auto_answer_header must be one `Name: value` SIP header",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Phone control and the auto-answer header go through the line's own channel driver.
+    fn validate_technology(&self) -> Result<(), ProviderError> {
+        let technology = self.endpoint_technology;
+        let needs = match self.phone_control {
+            PhoneControl::None => None,
+            PhoneControl::PjsipNotify => Some(Technology::Pjsip),
+            PhoneControl::SipNotify => Some(Technology::Sip),
+        };
+        if let Some(needed) = needs
+            && needed != technology
+        {
+            return Err(config_error(format!(
+                "phone_control {:?} needs endpoint_technology = \"{}\", not \"{}\"",
+                self.phone_control,
+                needed.prefix(),
+                technology.prefix()
+            )));
+        }
+        if self.auto_answer_header.is_some() && technology == Technology::Iax2 {
+            return Err(config_error(
+                "auto_answer_header is a SIP header; IAX2 phones have none (endpoint_technology)",
             ));
         }
         Ok(())
@@ -324,11 +396,35 @@ mod tests {
         let config = parse("host = \"pbx\"\nusername = \"u\"\nsecret = \"s\"\n").unwrap();
         assert_eq!(config.port, 5038);
         assert_eq!(config.context, "from-internal");
-        assert_eq!(config.endpoint_technology, "PJSIP");
+        assert_eq!(config.endpoint_technology, Technology::Pjsip);
         assert_eq!(config.events, ["call", "system", "agent"]);
         assert_eq!(config.phone_control, PhoneControl::None);
         assert_eq!(config.feature_store, FeatureStore::Astdb);
         assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_technology_names_its_list_action_and_header_variable() {
+        let sip =
+            "host = \"pbx\"\nusername = \"u\"\nsecret = \"s\"\nendpoint_technology = \"SIP\"\n";
+        let config = parse(sip).unwrap();
+        assert_eq!(
+            config.endpoint_technology.endpoint_list(),
+            ("SIPpeers", "PeerEntry")
+        );
+        let header = "Call-Info: answer-after=0";
+        assert_eq!(
+            Technology::Pjsip.header_variable(header).as_deref(),
+            Some("PJSIP_HEADER(add,Call-Info)=answer-after=0")
+        );
+        assert_eq!(
+            Technology::Sip.header_variable(header).as_deref(),
+            Some("SIPADDHEADER=Call-Info: answer-after=0")
+        );
+        assert_eq!(Technology::Iax2.header_variable(header), None);
+        let dahdi = sip.replace("SIP", "DAHDI");
+        let error = parse(&dahdi).unwrap_err().to_string();
+        assert!(error.contains("PJSIP") && error.contains("IAX2"), "{error}");
     }
 
     #[test]
@@ -348,7 +444,7 @@ mod tests {
     #[test]
     fn validation_names_the_setting_at_fault() {
         type Spoil = fn(&mut AmiConfig);
-        let cases: [(Spoil, &str); 6] = [
+        let cases: [(Spoil, &str); 7] = [
             (
                 |c| c.tls_ca_file = Some("/nonexistent/ca.pem".into()),
                 "tls_ca_file",
@@ -356,8 +452,15 @@ mod tests {
             (|c| c.secret = String::new(), "secret"),
             (|c| c.context = "a\r\nAction: Logoff".into(), "context"),
             (
-                |c| c.endpoint_technology = "DAHDI".into(),
+                |c| c.phone_control = PhoneControl::SipNotify,
                 "endpoint_technology",
+            ),
+            (
+                |c| {
+                    c.endpoint_technology = Technology::Iax2;
+                    c.auto_answer_header = Some("Call-Info: answer-after=0".into());
+                },
+                "auto_answer_header",
             ),
             (|c| c.reconnect_max_ms = 1, "reconnect_max_ms"),
             (|c| c.events = vec!["call".into()], "system"),

@@ -30,5 +30,5 @@ pub mod message;
 mod provider;
 mod session;
 
-pub use config::{AmiConfig, FeatureStore, NEEDED_EVENT_CLASSES, PhoneControl};
+pub use config::{AmiConfig, FeatureStore, NEEDED_EVENT_CLASSES, PhoneControl, Technology};
 pub use provider::AmiProvider;

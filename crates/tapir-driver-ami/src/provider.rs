@@ -64,12 +64,14 @@ async fn test_connection(config: &AmiConfig) -> Result<TestReport, LinkError> {
     connection.login(config, "off").await?;
     let settings = Action::new("CoreSettings", &connection.next_id());
     let settings = connection.call(settings, limit).await?;
-    let endpoints = Action::new("PJSIPShowEndpoints", &connection.next_id());
+    let technology = config.endpoint_technology;
+    let (list_endpoints, entry) = technology.endpoint_list();
+    let endpoints = Action::new(list_endpoints, &connection.next_id());
     let endpoints = connection.call(endpoints, limit).await?;
     let count = endpoints
         .items
         .iter()
-        .filter(|item| item.event() == Some("EndpointList"))
+        .filter(|item| item.event() == Some(entry))
         .count();
     let logoff = Action::new("Logoff", &connection.next_id());
     // The test is over either way; a failed goodbye changes nothing.
@@ -84,8 +86,9 @@ async fn test_connection(config: &AmiConfig) -> Result<TestReport, LinkError> {
         .unwrap_or(&connection.version);
     Ok(TestReport {
         summary: format!(
-            "connected to Asterisk {asterisk} (AMI {ami}) at {}, {count} PJSIP endpoints",
-            config.address()
+            "connected to Asterisk {asterisk} (AMI {ami}) at {}, {count} {} endpoints",
+            config.address(),
+            technology.prefix()
         ),
         devices: count,
     })

@@ -177,13 +177,10 @@ impl<'a> Session<'a> {
         events: &mpsc::Sender<ProviderEvent>,
     ) -> Result<(), End> {
         let limit = self.config.connect_timeout();
-        let actions = [
-            "PJSIPShowEndpoints",
-            "ExtensionStateList",
-            "CoreShowChannels",
-        ]
-        .map(|name| Action::new(name, &connection.next_id()))
-        .to_vec();
+        let (list_endpoints, _) = self.config.endpoint_technology.endpoint_list();
+        let actions = [list_endpoints, "ExtensionStateList", "CoreShowChannels"]
+            .map(|name| Action::new(name, &connection.next_id()))
+            .to_vec();
         let replies = connection.call_all(actions, limit).await?;
         let [endpoints, hints, channels] = &replies[..] else {
             return Err(End::Link(LinkError::Protocol(
@@ -205,7 +202,7 @@ impl<'a> Session<'a> {
     fn build_lines(&self, endpoints: &[Message], hints: &[Message]) -> Lines {
         let config = self.config;
         Lines::build(
-            &config.endpoint_technology,
+            config.endpoint_technology,
             endpoints,
             hints,
             &config.extension_map,
@@ -473,7 +470,8 @@ impl<'a> Session<'a> {
 
     /// After a `Reload`, asks for the endpoints and hints again to add and remove lines.
     async fn relist(&mut self, connection: &mut Connection) -> Result<(), End> {
-        for name in ["PJSIPShowEndpoints", "ExtensionStateList"] {
+        let (list_endpoints, _) = self.config.endpoint_technology.endpoint_list();
+        for name in [list_endpoints, "ExtensionStateList"] {
             let id = connection.next_id();
             self.in_flight.insert(id.clone(), Purpose::Relist);
             self.relists.insert(id.clone(), Vec::new());
@@ -504,10 +502,11 @@ impl<'a> Session<'a> {
         }
         let mut lists: Vec<(String, Vec<Message>)> = self.relists.drain().collect();
         lists.sort_by(|a, b| a.0.cmp(&b.0));
+        let (_, entry) = self.config.endpoint_technology.endpoint_list();
         let (endpoints, hints): (Vec<Message>, Vec<Message>) = lists
             .into_iter()
             .flat_map(|(_, items)| items)
-            .partition(|m| m.event() == Some("EndpointList"));
+            .partition(|m| m.event() == Some(entry));
         let lines = self.build_lines(&endpoints, &hints);
         for device in lines.missing_from(self.tracker.lines()) {
             out.push(ProviderEvent::DeviceAdded(device));

@@ -26,7 +26,7 @@ fn tracker() -> Tracker {
             .collect::<Vec<Message>>()
     };
     let lines = Lines::build(
-        "PJSIP",
+        tapir_driver_ami::Technology::Pjsip,
         &items("PJSIPShowEndpoints"),
         &items("ExtensionStateList"),
         &BTreeMap::new(),

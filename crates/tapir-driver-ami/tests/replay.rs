@@ -756,3 +756,65 @@ async fn a_dropped_consultation_returns_the_original_to_its_party() {
     );
     running.stop().await.expect("clean stop");
 }
+
+/// An Asterisk whose phones are chan_sip peers: the lines come from `SIPpeers`, made calls
+/// ring `SIP/<peer>` with chan_sip's header variable, and the connection test counts the
+/// peers.
+#[tokio::test]
+async fn chan_sip_peers_are_the_lines_of_a_sip_technology_instance() {
+    let peers = Transcript::load_composed("chan-sip-peers.txt");
+    let mut library = Library::recorded();
+    library.use_reply("SIPpeers", &peers, "a1");
+    let peer = Peer::start(library, vec![Script::default()]).await;
+    let mut config = config(peer.port);
+    config.endpoint_technology = tapir_driver_ami::Technology::Sip;
+    config.auto_answer_header = Some("Call-Info: answer-after=0".into());
+
+    let provider = tapir_driver_ami::AmiProvider::new(config.clone()).expect("valid");
+    let report = provider.test_connection().await.expect("connects");
+    assert_eq!(report.devices, 3);
+    assert!(
+        report.summary.contains("3 SIP endpoints"),
+        "{}",
+        report.summary
+    );
+
+    let mut running = Running::start(config);
+    assert_eq!(running.next().await, ProviderEvent::Up);
+    let ProviderEvent::Synchronized { devices, .. } = running.next().await else {
+        panic!("Synchronized must follow Up");
+    };
+    let keys: Vec<_> = devices.iter().map(|d| d.key.0.as_str()).collect();
+    assert_eq!(keys, ["201", "202", "203"]);
+    let listed: Vec<_> = peer
+        .actions()
+        .iter()
+        .filter_map(|a| a.get("Action").map(str::to_owned))
+        .collect();
+    assert!(listed.iter().any(|a| a == "SIPpeers"), "{listed:?}");
+    assert!(
+        !listed.iter().any(|a| a == "PJSIPShowEndpoints"),
+        "{listed:?}"
+    );
+
+    running
+        .command(ProviderCommand::MakeCall {
+            device: device("201"),
+            to: "202".into(),
+        })
+        .await;
+    running
+        .until(|e| matches!(e, ProviderEvent::Completed { .. }))
+        .await;
+    let actions = peer.actions();
+    let originate = actions
+        .iter()
+        .find(|a| a.get("Action") == Some("Originate"))
+        .expect("sent");
+    assert_eq!(originate.get("Channel"), Some("SIP/201"));
+    assert_eq!(
+        originate.get("Variable"),
+        Some("SIPADDHEADER=Call-Info: answer-after=0")
+    );
+    running.stop().await.expect("clean stop");
+}

@@ -1,24 +1,26 @@
-//! The PBX's phones as tapir lines: endpoints from `PJSIPShowEndpoints`, extensions from the
-//! hints of `ExtensionStateList` or the configured map.
+//! The PBX's phones as tapir lines: endpoints from the technology's list action
+//! (`PJSIPShowEndpoints`, `SIPpeers`, `IAXpeerlist`), extensions from the hints of
+//! `ExtensionStateList` or the configured map.
 
 use std::collections::BTreeMap;
 
 use tapir_provider::{Device, DeviceKey};
 
+use crate::config::Technology;
 use crate::message::Message;
 
 /// The endpoints that are lines, by endpoint name.
 #[derive(Debug, Clone, Default)]
 pub struct Lines {
-    technology: String,
+    technology: Technology,
     devices: BTreeMap<String, Device>,
 }
 
 impl Lines {
-    /// Lines for the endpoints of `technology` (`PJSIP`, ...).
-    pub fn new(technology: &str) -> Lines {
+    /// Lines for the endpoints of `technology`.
+    pub fn new(technology: Technology) -> Lines {
         Lines {
-            technology: technology.to_string(),
+            technology,
             devices: BTreeMap::new(),
         }
     }
@@ -27,15 +29,19 @@ impl Lines {
     ///
     /// `extension_map` wins over hints; an endpoint with neither is its own extension.
     pub fn build(
-        technology: &str,
+        technology: Technology,
         endpoints: &[Message],
         hints: &[Message],
         extension_map: &BTreeMap<String, String>,
         name: impl Fn(&str, &str) -> String,
     ) -> Lines {
-        let hinted = hint_extensions(technology, hints);
+        let hinted = hint_extensions(technology.prefix(), hints);
         let mut lines = Lines::new(technology);
-        for endpoint in endpoints.iter().filter_map(endpoint_name) {
+        let (_, entry) = technology.endpoint_list();
+        for endpoint in endpoints
+            .iter()
+            .filter_map(|item| endpoint_name(item, entry))
+        {
             let extension = extension_map
                 .get(endpoint)
                 .or_else(|| hinted.get(endpoint))
@@ -57,7 +63,9 @@ impl Lines {
 
     /// The line a channel belongs to: `PJSIP/201-00000010` is endpoint 201's.
     pub fn of_channel(&self, channel: &str) -> Option<&Device> {
-        let rest = channel.strip_prefix(&self.technology)?.strip_prefix('/')?;
+        let rest = channel
+            .strip_prefix(self.technology.prefix())?
+            .strip_prefix('/')?;
         let endpoint = rest.rsplit_once('-').map_or(rest, |(endpoint, _)| endpoint);
         self.devices.get(endpoint)
     }
@@ -69,7 +77,7 @@ impl Lines {
 
     /// The channel that rings endpoint `key`, e.g. `PJSIP/201`.
     pub fn dial_string(&self, key: &DeviceKey) -> String {
-        format!("{}/{}", self.technology, key.0)
+        format!("{}/{}", self.technology.prefix(), key.0)
     }
 
     /// Devices in `self` but not in `other`.
@@ -82,9 +90,9 @@ impl Lines {
     }
 }
 
-/// The endpoint named by one `EndpointList` item.
-fn endpoint_name(item: &Message) -> Option<&str> {
-    (item.event()? == "EndpointList").then_some(())?;
+/// The endpoint named by one item of the list (`entry`: `EndpointList`, `PeerEntry`).
+fn endpoint_name<'a>(item: &'a Message, entry: &str) -> Option<&'a str> {
+    (item.event()? == entry).then_some(())?;
     item.get("ObjectName").filter(|n| !n.is_empty())
 }
 
@@ -134,7 +142,7 @@ mod tests {
             ("Hint", "PJSIP/alice&Custom:DND300"),
         ])];
         let map = BTreeMap::from([("bob".to_string(), "301".to_string())]);
-        let lines = Lines::build("PJSIP", &endpoints, &hints, &map, |e, x| {
+        let lines = Lines::build(Technology::Pjsip, &endpoints, &hints, &map, |e, x| {
             format!("{e} at {x}")
         });
         let addresses: Vec<_> = lines
@@ -158,5 +166,33 @@ mod tests {
         );
         assert!(lines.of_channel("Local/203@internal-00000000;1").is_none());
         assert!(lines.of_channel("SIP/201-00000001").is_none());
+    }
+
+    /// chan_sip's `SIPpeers` answer (its manager format in chan_sip.c): `PeerEntry` items.
+    #[test]
+    fn chan_sip_peers_are_lines_with_sip_channels() {
+        let peers = [
+            item(&[
+                ("Event", "PeerEntry"),
+                ("Channeltype", "SIP"),
+                ("ObjectName", "201"),
+                ("ChanObjectType", "peer"),
+            ]),
+            item(&[("Event", "EndpointList"), ("ObjectName", "pjsip-only")]),
+        ];
+        let hints = [item(&[
+            ("Event", "ExtensionStatus"),
+            ("Exten", "201"),
+            ("Hint", "SIP/201"),
+        ])];
+        let lines = Lines::build(Technology::Sip, &peers, &hints, &BTreeMap::new(), |e, _| {
+            e.to_string()
+        });
+        let keys: Vec<_> = lines.devices().into_iter().map(|d| d.key.0).collect();
+        assert_eq!(keys, ["201"]);
+        let key = DeviceKey("201".into());
+        assert_eq!(lines.dial_string(&key), "SIP/201");
+        assert!(lines.of_channel("SIP/201-00000001").is_some());
+        assert!(lines.of_channel("PJSIP/201-00000001").is_none());
     }
 }
