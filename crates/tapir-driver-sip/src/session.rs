@@ -412,7 +412,7 @@ impl Owner {
                             self.tracker
                                 .apply(&device, &notify.subscription, &info, &mut out);
                         if let Applied::Stale { version, current } = applied {
-                            tracing::debug!(line = %device.0, version, current, "older dialog-info version ignored");
+                            tracing::debug!(line = %device.0, version, current, "older dialog-info version: only live dialogs moved forward");
                         }
                     }
                 }

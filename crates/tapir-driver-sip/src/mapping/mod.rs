@@ -10,7 +10,8 @@
 //!
 //! Kamailio's parallel workers reorder what they publish and notify, so no single document
 //! is trusted to move a call backwards:
-//! - versions count per subscription; an older or repeated version is ignored;
+//! - versions count per subscription; an older or repeated version only moves dialogs that
+//!   are live on the line forward (up to confirmed): it starts, ends and removes nothing;
 //! - a dialog's state only moves forward (trying, proceeding, early, confirmed, terminated):
 //!   an entry behind the state already applied is an older view and is ignored;
 //! - two entries for the same dialog in one document (a stale presentity beside the current
@@ -217,9 +218,20 @@ impl Tracker {
         if line.subscription.as_deref() != Some(subscription) {
             line.subscription = Some(subscription.to_owned());
             line.version = None;
-        } else if let Some(current) = line.version
+        }
+        let groups = by_call_id(info, controller);
+        if let Some(current) = line.version
             && info.version <= current
         {
+            for (call_id, entry) in &groups {
+                line.advance(
+                    call_id,
+                    entry,
+                    users,
+                    transferred.get(call_id.as_str()),
+                    out,
+                );
+            }
             return Applied::Stale {
                 version: info.version,
                 current,
@@ -227,24 +239,6 @@ impl Tracker {
         }
         let first = line.version.is_none();
         line.version = Some(info.version);
-
-        let mut groups: BTreeMap<String, &DialogEntry> = BTreeMap::new();
-        for entry in &info.dialogs {
-            if entry.remote.user().as_deref() == Some(controller.as_str()) {
-                continue;
-            }
-            let key = entry.call_id.clone().unwrap_or_else(|| entry.id.clone());
-            let keep = groups.get(&key).is_some_and(|kept| {
-                if kept.id == entry.id {
-                    kept.state >= entry.state
-                } else {
-                    state::rank(kept.state) >= state::rank(entry.state)
-                }
-            });
-            if !keep {
-                groups.insert(key, entry);
-            }
-        }
         for (call_id, entry) in &groups {
             if line.is_new(call_id) && entry.state != DialogState::Terminated {
                 bind_transfer(transfers, transferred, call_id, entry, &line.spec.user);
@@ -561,6 +555,29 @@ impl Appearance {
     }
 }
 
+/// The document's dialogs by `call-id` (forks of one call are one appearance: the most alive
+/// fork stands for it), leaving out the provider's own 3PCC dialogs (remote = `controller`).
+fn by_call_id<'a>(info: &'a DialogInfo, controller: &str) -> BTreeMap<String, &'a DialogEntry> {
+    let mut groups: BTreeMap<String, &DialogEntry> = BTreeMap::new();
+    for entry in &info.dialogs {
+        if entry.remote.user().as_deref() == Some(controller) {
+            continue;
+        }
+        let key = entry.call_id.clone().unwrap_or_else(|| entry.id.clone());
+        let keep = groups.get(&key).is_some_and(|kept| {
+            if kept.id == entry.id {
+                kept.state >= entry.state
+            } else {
+                state::rank(kept.state) >= state::rank(entry.state)
+            }
+        });
+        if !keep {
+            groups.insert(key, entry);
+        }
+    }
+    groups
+}
+
 /// Binds the pending transfer that `entry` (a new dialog on the line of `user`) is the new
 /// dialog of: from the transferee to the target.
 fn bind_transfer(
@@ -628,6 +645,31 @@ impl LineCalls {
             } else {
                 appearance.missing = true;
             }
+        }
+    }
+
+    /// A document older than the one applied (Kamailio's workers send them out of order)
+    /// may still carry a later state of a live dialog: it moves that dialog forward, up to
+    /// confirmed. It starts and ends nothing: a call it lists may be over and forgotten, and
+    /// its absences and terminations are older news than what was applied.
+    fn advance(
+        &mut self,
+        call_id: &str,
+        entry: &DialogEntry,
+        users: &BTreeSet<String>,
+        redirect: Option<&Redirect>,
+        out: &mut Vec<CallReport>,
+    ) {
+        let Some(appearance) = self.calls.get(call_id) else {
+            return;
+        };
+        if entry.state == DialogState::Terminated || entry.state <= appearance.dialog {
+            return;
+        }
+        let missing = appearance.missing;
+        self.update(call_id, entry, users, redirect, out);
+        if let Some(appearance) = self.calls.get_mut(call_id) {
+            appearance.missing = missing;
         }
     }
 

@@ -135,6 +135,81 @@ fn a_basic_call_rings_connects_and_ends_on_both_lines() {
     assert_eq!(t.live("c1"), [(device("201"), CallState::Ringback)]);
 }
 
+/// Kamailio numbered 202's documents in one order and sent them in another: v12 (the new
+/// dialog still trying) came before v11 (it confirmed), and later ones showed it trying
+/// again. The late v11 still confirms the dialog; it does not end or start anything.
+#[test]
+fn a_late_older_version_still_moves_a_live_dialog_forward() {
+    let mut t = tracker();
+    apply(
+        &mut t,
+        "202",
+        10,
+        &[
+            ("c1", "recipient", "confirmed", "201", None),
+            ("c2", "initiator", "early", "203", None),
+        ],
+    );
+    let mut out = Vec::new();
+    let late = t.apply(
+        &device("202"),
+        "sub-1",
+        &document(
+            "202",
+            9,
+            &[
+                ("c2", "initiator", "confirmed", "203", None),
+                ("c0", "initiator", "confirmed", "204", None),
+            ],
+        ),
+        &mut out,
+    );
+    assert_eq!(
+        late,
+        Applied::Stale {
+            version: 9,
+            current: 10
+        }
+    );
+    assert_eq!(
+        states(&out),
+        [CallState::Connected(ConnectedMode::Active)],
+        "c2 connected; c0 (not live) not started, c1 (absent) not ended: {out:?}"
+    );
+    let trying_again = apply(
+        &mut t,
+        "202",
+        11,
+        &[
+            ("c1", "recipient", "confirmed", "201", None),
+            ("c2", "initiator", "trying", "203", None),
+        ],
+    );
+    assert!(trying_again.is_empty(), "{trying_again:?}");
+    let old_end = apply_stale(
+        &mut t,
+        "202",
+        5,
+        &[("c2", "initiator", "terminated", "203", None)],
+    );
+    assert!(
+        old_end.is_empty(),
+        "an old termination ends nothing: {old_end:?}"
+    );
+}
+
+fn apply_stale(t: &mut Tracker, user: &str, version: u64, dialogs: &[Dialog]) -> Vec<CallReport> {
+    let mut out = Vec::new();
+    let applied = t.apply(
+        &device(user),
+        "sub-1",
+        &document(user, version, dialogs),
+        &mut out,
+    );
+    assert!(matches!(applied, Applied::Stale { .. }), "{applied:?}");
+    out
+}
+
 #[test]
 fn older_and_repeated_versions_are_ignored() {
     let mut t = tracker();
