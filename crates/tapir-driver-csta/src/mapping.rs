@@ -99,9 +99,19 @@ impl Mapping {
             .insert(cross_ref.to_owned(), device.to_owned());
     }
 
-    /// `device` could not be monitored: it is out of service until the next synchronisation.
+    /// `device` could not be monitored: it is out of service until a MonitorStart succeeds.
     pub fn monitor_refused(&mut self, device: &str) {
         self.out_of_service.insert(device.to_owned());
+    }
+
+    /// A MonitorStart sent again succeeded: `device` is back in service. Its calls are
+    /// learned from the events that follow (those of calls older than the monitor start
+    /// from their next event).
+    pub fn monitor_restarted(&mut self, device: &str, cross_ref: &str) -> Vec<Output> {
+        self.monitor_started(device, cross_ref);
+        self.set_service(device, true, "the device is monitored again".into())
+            .into_iter()
+            .collect()
     }
 
     /// The switch ended the monitor `cross_ref`: its device goes out of service and its calls,

@@ -1,5 +1,7 @@
 //! The owner loop: connect, monitor, snapshot and read forwarding, serve commands and events,
-//! keep the link alive, and reconnect with capped back-off and jitter.
+//! keep the link alive, and reconnect with capped back-off and jitter. A device whose monitor
+//! the switch refused or ended is monitored again, with the same back-off, while the link
+//! stays up.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,9 +22,68 @@ use crate::message::{Event, Incoming, Request};
 /// A request waiting for its answer.
 #[derive(Debug)]
 struct Pending {
-    /// `None` for keep-alives.
-    request: Option<RequestId>,
+    purpose: Purpose,
     sent: Instant,
+}
+
+/// What an answer is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Purpose {
+    KeepAlive,
+    Command(RequestId),
+    /// A MonitorStart for a device that lost (or never had) its monitor.
+    Monitor(String),
+}
+
+impl Pending {
+    fn request(&self) -> Option<RequestId> {
+        match self.purpose {
+            Purpose::Command(request) => Some(request),
+            _ => None,
+        }
+    }
+}
+
+/// When to ask again for the monitor of each device that has none, each with its own
+/// back-off (a device the switch always refuses does not hold the others back).
+struct Remonitor {
+    min: Duration,
+    max: Duration,
+    waiting: HashMap<String, (Backoff, Instant)>,
+}
+
+impl Remonitor {
+    fn new(config: &CstaConfig) -> Remonitor {
+        Remonitor {
+            min: Duration::from_millis(config.reconnect_min_ms),
+            max: Duration::from_millis(config.reconnect_max_ms),
+            waiting: HashMap::new(),
+        }
+    }
+
+    /// Whether `device` (without a monitor) is to be asked for now; a device newly without
+    /// one first waits one back-off step.
+    fn due(&mut self, device: &str) -> bool {
+        let now = Instant::now();
+        let (min, max) = (self.min, self.max);
+        let (_, next) = self.waiting.entry(device.to_owned()).or_insert_with(|| {
+            let mut backoff = Backoff::new(min, max);
+            let first = now + backoff.next_delay();
+            (backoff, first)
+        });
+        now >= *next
+    }
+
+    /// The switch refused (or did not answer) `device`'s MonitorStart.
+    fn refused(&mut self, device: &str) {
+        if let Some((backoff, next)) = self.waiting.get_mut(device) {
+            *next = Instant::now() + backoff.next_delay();
+        }
+    }
+
+    fn monitored(&mut self, device: &str) {
+        self.waiting.remove(device);
+    }
 }
 
 /// A command's requests still open, and its first error.
@@ -212,6 +273,7 @@ struct Serve<'a> {
     /// Events held back while a call-creating command on their device awaits its answer.
     held: Vec<Event>,
     unanswered_keepalives: u32,
+    remonitor: Remonitor,
 }
 
 async fn serve(
@@ -238,6 +300,7 @@ async fn serve(
         batches: HashMap::new(),
         held: Vec::new(),
         unanswered_keepalives: 0,
+        remonitor: Remonitor::new(config),
     };
     let outcome = state.run(cx).await;
     // Whatever was in flight may or may not have happened; it is never repeated.
@@ -262,13 +325,20 @@ impl Serve<'_> {
                 }
                 Some(request) = cx.requests.recv() => self.command(cx, request).await?,
                 _ = keepalive.tick() => self.keepalive().await?,
-                _ = sweep.tick() => self.expire(cx).await?,
+                _ = sweep.tick() => {
+                    self.expire(cx).await?;
+                    self.monitor_again().await?;
+                }
             }
         }
     }
 
     async fn keepalive(&mut self) -> Result<(), LinkError> {
-        if self.pending.values().any(|p| p.request.is_none()) {
+        if self
+            .pending
+            .values()
+            .any(|p| p.purpose == Purpose::KeepAlive)
+        {
             self.unanswered_keepalives += 1;
             if self.unanswered_keepalives >= 2 {
                 return Err(LinkError::Dead);
@@ -286,11 +356,71 @@ impl Serve<'_> {
         self.pending.insert(
             invoke,
             Pending {
-                request: None,
+                purpose: Purpose::KeepAlive,
                 sent: Instant::now(),
             },
         );
         self.link.send(invoke, &request).await
+    }
+
+    /// Whether a MonitorStart for `device` waits for its answer.
+    fn monitor_asked(&self, device: &str) -> bool {
+        self.pending
+            .values()
+            .any(|p| matches!(&p.purpose, Purpose::Monitor(d) if d == device))
+    }
+
+    /// Sends MonitorStart for each configured device without a monitor whose back-off has
+    /// passed and that is not asked for already.
+    async fn monitor_again(&mut self) -> Result<(), LinkError> {
+        let unmonitored: Vec<String> = self
+            .config
+            .devices
+            .iter()
+            .filter(|d| !self.mapping.is_monitored(d) && !self.monitor_asked(d))
+            .cloned()
+            .collect();
+        let due: Vec<String> = unmonitored
+            .into_iter()
+            .filter(|d| self.remonitor.due(d))
+            .collect();
+        for device in due {
+            tracing::debug!(device, "asking again for a monitor");
+            let invoke = self.link.allocate(&self.pending);
+            self.pending.insert(
+                invoke,
+                Pending {
+                    purpose: Purpose::Monitor(device.clone()),
+                    sent: Instant::now(),
+                },
+            );
+            self.link
+                .send(invoke, &Request::MonitorStart { device })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The answer to a MonitorStart sent again: the device is back in service, or stays out.
+    async fn remonitored(
+        &mut self,
+        cx: &ProviderContext,
+        device: String,
+        answer: Incoming,
+    ) -> Result<(), LinkError> {
+        match answer {
+            Incoming::MonitorStarted { cross_ref } => {
+                tracing::info!(device, "monitored again; the device is back in service");
+                self.remonitor.monitored(&device);
+                let outputs = self.mapping.monitor_restarted(&device, &cross_ref);
+                self.emit_all(cx, outputs).await
+            }
+            other => {
+                tracing::debug!(device, answer = ?other, "MonitorStart refused again");
+                self.remonitor.refused(&device);
+                Ok(())
+            }
+        }
     }
 
     async fn command(
@@ -316,7 +446,7 @@ impl Serve<'_> {
             self.pending.insert(
                 invoke,
                 Pending {
-                    request: Some(request.id),
+                    purpose: Purpose::Command(request.id),
                     sent: Instant::now(),
                 },
             );
@@ -348,12 +478,13 @@ impl Serve<'_> {
                     tracing::debug!(invoke, ?answer, "an answer nobody waits for");
                     return Ok(());
                 };
-                match pending.request {
-                    None => {
+                match pending.purpose {
+                    Purpose::KeepAlive => {
                         self.unanswered_keepalives = 0;
                         Ok(())
                     }
-                    Some(request) => self.answer(cx, request, answer).await,
+                    Purpose::Command(request) => self.answer(cx, request, answer).await,
+                    Purpose::Monitor(device) => self.remonitored(cx, device, answer).await,
                 }
             }
         }
@@ -391,7 +522,7 @@ impl Serve<'_> {
         let Some(batch) = self.batches.remove(&request) else {
             return Ok(());
         };
-        self.pending.retain(|_, p| p.request != Some(request));
+        self.pending.retain(|_, p| p.request() != Some(request));
         let outcome = match (batch.error, batch.call) {
             (Some(error), _) => Err(error),
             (None, Some(call)) => Ok(Completion::Call(call)),
@@ -410,8 +541,22 @@ impl Serve<'_> {
             .pending
             .values()
             .filter(|p| p.sent.elapsed() > limit)
-            .filter_map(|p| p.request)
+            .filter_map(Pending::request)
             .collect();
+        // An unanswered MonitorStart counts as refused; the next attempt asks again.
+        let unanswered: Vec<(u16, String)> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.sent.elapsed() > limit)
+            .filter_map(|(invoke, p)| match &p.purpose {
+                Purpose::Monitor(device) => Some((*invoke, device.clone())),
+                _ => None,
+            })
+            .collect();
+        for (invoke, device) in unanswered {
+            self.pending.remove(&invoke);
+            self.remonitor.refused(&device);
+        }
         for request in late {
             if let Some(batch) = self.batches.get_mut(&request) {
                 batch.error = Some(TapiError::new(

@@ -164,7 +164,8 @@ async fn synchronisation_reads_service_state_forwarding_and_segmented_snapshots(
     ));
 
     // A call on 1000, then the switch ends 1000's monitor: out of service, and the call that
-    // nothing reports on any more ends.
+    // nothing reports on any more ends. The provider monitors 1000 again (with the link's
+    // back-off) and it comes back; 1099, refused every time, stays out of service.
     let call = make_call(&mut running.events, &running.requests, "1000").await;
     command(&running.requests, 3, dnd("1000")).await;
     assert!(matches!(
@@ -183,6 +184,13 @@ async fn synchronisation_reads_service_state_forwarding_and_segmented_snapshots(
     };
     assert_eq!(report.call, call);
     assert_eq!(report.state, CallState::Idle);
+    let back = next(&mut running.events).await;
+    assert!(
+        matches!(&back, ProviderEvent::DeviceService { device, in_service: true, .. } if device.0 == "1000"),
+        "1000 monitored again: {back:?}"
+    );
+    // 1000 follows calls again.
+    make_call(&mut running.events, &running.requests, "1000").await;
     running.shutdown.cancel();
     running.task.await.unwrap().unwrap();
 }

@@ -282,6 +282,9 @@ srv.on("GetForwarding", get_forwarding)
 srv.on("GetDoNotDisturb", get_do_not_disturb)
 srv.on("SetDoNotDisturb", set_do_not_disturb)
 srv.on("MakeCall", make_call)
+# The answer to the MonitorStop above; pyssimist has no handler of its own for it, and its
+# reader thread would end on the unhandled message.
+srv.on("MonitorStopResponse", lambda srv, msg: None)
 print("ready", flush=True)
 time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 30)
 srv.shutdown()
