@@ -177,7 +177,8 @@ pub enum DriverConfig {
     /// A PBX that speaks CSTA Phase III over XML (OpenScape Voice, MX-ONE, Avaya DMCC, ...).
     Csta(CstaConfig),
     /// Lines of a SIP registrar (Kamailio), watched by dialog subscriptions (RFC 4235).
-    Sip(SipConfig),
+    /// Boxed: its phone types and lines make it several times the size of the others.
+    Sip(Box<SipConfig>),
 }
 
 /// Why a config cannot be used.
@@ -335,7 +336,7 @@ impl DriverConfig {
             DriverConfig::Sim(sim) => Ok(Box::new(SimProvider::new(sim.clone())?)),
             DriverConfig::Asterisk(ami) => Ok(Box::new(AmiProvider::new(ami.clone())?)),
             DriverConfig::Csta(csta) => Ok(Box::new(CstaProvider::new(csta.clone())?)),
-            DriverConfig::Sip(sip) => Ok(Box::new(SipProvider::new(sip.clone())?)),
+            DriverConfig::Sip(sip) => Ok(Box::new(SipProvider::new(sip.as_ref().clone())?)),
         }
     }
 
