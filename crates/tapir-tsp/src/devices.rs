@@ -18,6 +18,8 @@ use windows_sys::Win32::Devices::Tapi::{
     LINEERR_RESOURCEUNAVAIL, LINEGENERATETERM_CANCEL, LINEGENERATETERM_DONE,
 };
 
+use crate::structs::PlaceBuffer;
+
 /// A TAPI line device id (`dwDeviceID`), given by TAPISRV.
 pub type DeviceId = u32;
 /// tapir's permanent line id; also the TSP's line handle (`HDRVLINE`).
@@ -68,6 +70,9 @@ pub enum Notice {
         call: CallHandle,
         changed: u32,
     },
+    /// Where a non-directed park put the call, written into TAPISRV's buffer before the
+    /// request's completion.
+    Parked { buffer: PlaceBuffer, place: String },
     /// `LINE_GENERATE`: digits generated (or not) for `lineGenerateDigits`.
     Generate {
         line: LineId,
@@ -93,6 +98,8 @@ enum Completes {
     CreatesCall { request: u32, call: CallHandle },
     /// `lineGenerateDigits`: `LINE_GENERATE` on the call.
     Digits { call: CallHandle, end_to_end: u32 },
+    /// A non-directed `linePark`: the place the server names goes into `buffer` first.
+    Park { request: u32, buffer: PlaceBuffer },
     /// The first half of a request that takes two commands; the second completes it.
     FirstHalf,
 }
@@ -546,6 +553,24 @@ impl Devices {
         sent
     }
 
+    /// A non-directed `linePark` of `call`: where the PBX parks it is written into `buffer`
+    /// before the completion.
+    pub fn request_park(
+        &mut self,
+        request: u32,
+        line: LineId,
+        call: CallHandle,
+        command: CommandDto,
+        buffer: PlaceBuffer,
+    ) -> Result<Outgoing, LineErr> {
+        self.send(
+            Completes::Park { request, buffer },
+            line,
+            Some(call),
+            command,
+        )
+    }
+
     /// A command that prepares `request`'s own (sent right after it): its failure is logged,
     /// the request completes with the second command.
     pub fn first_half(&mut self, line: LineId, command: CommandDto) -> Result<Outgoing, LineErr> {
@@ -609,6 +634,7 @@ impl Devices {
         id: &str,
         ok: bool,
         call: Option<u64>,
+        parked_at: Option<&str>,
         error: Option<&ErrorDto>,
     ) -> Vec<Notice> {
         let Some(pending) = self.pending.remove(id) else {
@@ -626,6 +652,13 @@ impl Devices {
         match pending.completes {
             Completes::Request { request } => {
                 notices.push(Notice::Completion { request, result: 0 })
+            }
+            Completes::Park { request, buffer } => {
+                notices.push(Notice::Parked {
+                    buffer,
+                    place: parked_at.unwrap_or_default().to_owned(),
+                });
+                notices.push(Notice::Completion { request, result: 0 });
             }
             Completes::Digits { call, end_to_end } => notices.push(Notice::Generate {
                 line: pending.line,
@@ -664,10 +697,12 @@ impl Devices {
 
     fn complete_failed(&mut self, pending: Pending, code: LineErr) -> Vec<Notice> {
         match pending.completes {
-            Completes::Request { request } => vec![Notice::Completion {
-                request,
-                result: code,
-            }],
+            Completes::Request { request } | Completes::Park { request, .. } => {
+                vec![Notice::Completion {
+                    request,
+                    result: code,
+                }]
+            }
             Completes::CreatesCall { request, call } => {
                 // A placeholder stays the user's (it may be dialled again or dropped).
                 match self.slots.get_mut(&call) {
@@ -1114,7 +1149,7 @@ mod tests {
             )
             .unwrap();
         assert!(devices.call(handle).is_err(), "not valid before completion");
-        let done = devices.result(&sent.id, true, Some(9), None);
+        let done = devices.result(&sent.id, true, Some(9), None, None);
         assert_eq!(
             done,
             vec![Notice::Completion {
@@ -1156,14 +1191,14 @@ mod tests {
             message: "cannot hold".into(),
         };
         assert_eq!(
-            devices.result(&sent.id, false, None, Some(&error)),
+            devices.result(&sent.id, false, None, None, Some(&error)),
             vec![Notice::Completion {
                 request: 3,
                 result: 0x8000_001C_u32 as i32
             }]
         );
         assert_eq!(
-            devices.result(&sent.id, true, None, None),
+            devices.result(&sent.id, true, None, None, None),
             Vec::new(),
             "once"
         );
@@ -1190,7 +1225,7 @@ mod tests {
                 }
             ]
         );
-        assert_eq!(devices.result(&sent.id, true, None, None), Vec::new());
+        assert_eq!(devices.result(&sent.id, true, None, None, None), Vec::new());
         assert_eq!(
             devices.request(4, 1, Some(1), CommandDto::Answer { call: 7 }),
             Err(line_err(LINEERR_OPERATIONFAILED)),
@@ -1297,7 +1332,7 @@ mod tests {
                 result: line_err(LINEERR_OPERATIONFAILED)
             }]
         );
-        assert_eq!(devices.result(&sent.id, true, None, None), Vec::new());
+        assert_eq!(devices.result(&sent.id, true, None, None, None), Vec::new());
         assert_eq!(
             devices.close_call(1),
             Err(line_err(LINEERR_INVALCALLHANDLE))

@@ -300,9 +300,10 @@ impl Link {
                     id,
                     ok,
                     call,
+                    parked_at,
                     error,
                     ..
-                } => devices.result(&id, ok, call, error.as_ref()),
+                } => devices.result(&id, ok, call, parked_at.as_deref(), error.as_ref()),
                 ServerMessage::Error { error } => {
                     warn!("the server refused a message: {}", error.message);
                     Vec::new()
@@ -334,6 +335,7 @@ impl Link {
         let tapisrv = &*self.tapisrv;
         match notice {
             Notice::Completion { request, result } => tapisrv.completion(request, result),
+            Notice::Parked { buffer, place } => buffer.write(&place),
             Notice::LineCreate { temp_id } => tapisrv.line_create(temp_id),
             Notice::LineRemove { device } => tapisrv.line_remove(device),
             Notice::LineDevState { line, state } => {

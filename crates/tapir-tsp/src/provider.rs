@@ -19,7 +19,7 @@ use crate::devices::{
     line_err,
 };
 use crate::engine::{Engine, StartError, Tapisrv};
-use crate::structs::{self, CallCounts, HIGHEST_VERSION, LOWEST_VERSION};
+use crate::structs::{self, CallCounts, HIGHEST_VERSION, LOWEST_VERSION, PlaceBuffer};
 
 /// `TSPI_lineNegotiateTSPIVersion`: the highest version both sides speak.
 pub fn negotiate(low: u32, high: u32) -> Result<u32, LineErr> {
@@ -582,8 +582,32 @@ impl Provider {
     }
 
     /// `linePark`, directed (to `to`).
-    pub fn park(&self, request: u32, call: CallHandle, to: Option<String>) -> Result<u32, LineErr> {
-        self.call_request(request, call, |call| CommandDto::Park { call, to })
+    pub fn park(&self, request: u32, call: CallHandle, to: String) -> Result<u32, LineErr> {
+        self.call_request(request, call, |call| CommandDto::Park {
+            call,
+            to: Some(to),
+        })
+    }
+
+    /// `linePark`, non-directed: the PBX chooses the place, which goes into `place` before
+    /// the completion.
+    pub fn park_nondirected(
+        &self,
+        request: u32,
+        call: CallHandle,
+        place: PlaceBuffer,
+    ) -> Result<u32, LineErr> {
+        let outgoing = {
+            let mut devices = self.devices();
+            let line = devices.call(call)?.line;
+            let tapir = devices.tapir_call(call)?;
+            let park = CommandDto::Park {
+                call: tapir,
+                to: None,
+            };
+            devices.request_park(request, line, call, park, place)
+        };
+        self.sent(request, outgoing)
     }
 
     /// `lineGenerateDigits`: completes with `LINE_GENERATE`.

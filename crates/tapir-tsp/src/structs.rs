@@ -729,6 +729,34 @@ fn system_time(millis: u64) -> [u16; 8] {
     ]
 }
 
+/// TAPISRV's `VARSTRING` for where a non-directed park put the call: checked when the
+/// request comes, written just before its completion (TAPISRV keeps it until then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlaceBuffer(usize);
+
+impl PlaceBuffer {
+    /// # Safety
+    /// `ptr` is null or points to a `VARSTRING` of `dwTotalSize` bytes that stays valid until
+    /// the request it belongs to completes.
+    pub unsafe fn new(ptr: *mut u8) -> Result<PlaceBuffer, LineErr> {
+        // SAFETY: as the caller guarantees.
+        let buf = unsafe { caller_buffer(ptr)? };
+        if buf.len() < size_of::<VARSTRING>() {
+            return Err(line_err(LINEERR_STRUCTURETOOSMALL));
+        }
+        Ok(PlaceBuffer(ptr as usize))
+    }
+
+    /// Writes `place`, with `dwNeededSize` when it does not fit; only before the completion
+    /// of the request the buffer came with.
+    pub fn write(self, place: &str) {
+        // SAFETY: checked in `new`, whose caller keeps the buffer until that completion.
+        if let Ok(buf) = unsafe { caller_buffer(self.0 as *mut u8) } {
+            let _ = var_string(buf, place);
+        }
+    }
+}
+
 /// A `VARSTRING` holding `text` as UTF-16 (`lineGetID`, a non-directed park's place).
 pub fn var_string(buf: &mut [u8], text: &str) -> Result<(), LineErr> {
     let mut w = VarWriter::new(buf, size_of::<VARSTRING>())?;
@@ -841,6 +869,47 @@ mod tests {
             read(&buf, second + offset_of!(LINEFORWARD, dwForwardMode)),
             LINEFORWARDMODE_UNCOND
         );
+    }
+
+    #[test]
+    fn a_park_place_is_written_or_its_needed_size_given() {
+        let mut tiny = vec![0u8; 16];
+        tiny[..4].copy_from_slice(&16u32.to_le_bytes());
+        // SAFETY: a buffer of dwTotalSize bytes.
+        let refused = unsafe { PlaceBuffer::new(tiny.as_mut_ptr()) };
+        assert_eq!(refused, Err(line_err(LINEERR_STRUCTURETOOSMALL)));
+        assert_eq!(
+            unsafe { PlaceBuffer::new(std::ptr::null_mut()) },
+            Err(line_err(LINEERR_INVALPOINTER))
+        );
+
+        let fixed = size_of::<VARSTRING>();
+        let mut exact = vec![0u8; fixed];
+        exact[..4].copy_from_slice(&(fixed as u32).to_le_bytes());
+        unsafe { PlaceBuffer::new(exact.as_mut_ptr()) }
+            .unwrap()
+            .write("701");
+        assert_eq!(
+            read(&exact, offset_of!(VARSTRING, dwNeededSize)) as usize,
+            fixed + 8
+        );
+        assert_eq!(read(&exact, offset_of!(VARSTRING, dwStringSize)), 0);
+
+        let mut roomy = vec![0u8; 64];
+        roomy[..4].copy_from_slice(&64u32.to_le_bytes());
+        unsafe { PlaceBuffer::new(roomy.as_mut_ptr()) }
+            .unwrap()
+            .write("701");
+        assert_eq!(
+            read(&roomy, offset_of!(VARSTRING, dwStringFormat)),
+            STRINGFORMAT_UNICODE
+        );
+        let place = text(
+            &roomy,
+            offset_of!(VARSTRING, dwStringSize),
+            offset_of!(VARSTRING, dwStringOffset),
+        );
+        assert_eq!(place, "701");
     }
 
     #[test]

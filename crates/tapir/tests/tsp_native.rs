@@ -14,6 +14,7 @@ use tapir_tsp::config::{Credentials, Mode, TspConfig};
 use tapir_tsp::devices::{CallHandle, DeviceId, LineErr, OpenLine};
 use tapir_tsp::engine::{Tapisrv, test_connection};
 use tapir_tsp::provider::Provider;
+use tapir_tsp::structs::PlaceBuffer;
 
 use common::{PATIENCE, Server, calls, lines, request_as};
 
@@ -505,10 +506,20 @@ const CONNECTED_ID: (usize, usize) = (152, 156);
 const CALLER_ID: (usize, usize) = (112, 116);
 
 /// A number of a call's LINECALLINFO, by its size and offset fields.
-fn party(provider: &Provider, call: CallHandle, (size_at, offset_at): (usize, usize)) -> String {
+fn party(provider: &Provider, call: CallHandle, fields: (usize, usize)) -> String {
     let mut buf = vec![0u8; 2048];
     buf[..4].copy_from_slice(&2048u32.to_le_bytes());
     provider.call_info(call, &mut buf).unwrap();
+    text_at(&buf, fields)
+}
+
+/// The string of a `VARSTRING` (its size and offset fields are at 16 and 20).
+fn var_string_text(buf: &[u8]) -> String {
+    text_at(buf, (16, 20))
+}
+
+/// The UTF-16 string whose size and offset fields are at `size_at` and `offset_at`.
+fn text_at(buf: &[u8], (size_at, offset_at): (usize, usize)) -> String {
     let read = |at: usize| u32::from_le_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
     let (size, offset) = (read(size_at), read(offset_at));
     let units: Vec<u16> = buf[offset..offset + size]
@@ -718,7 +729,7 @@ async fn blind_transfer_pickup_forwarding_and_park_through_the_provider() {
 
     // 207 parks the call at 705; 205 takes it back with lineUnpark.
     let mark = bench.recorder.len();
-    bench.provider.park(24, at_207, Some("705".into())).unwrap();
+    bench.provider.park(24, at_207, "705".into()).unwrap();
     assert_eq!(bench.completed(24), 0);
     bench.reaches(mark, tapi_handle(at_207), LINECALLSTATE_IDLE);
     let unparked = bench
@@ -738,8 +749,33 @@ async fn blind_transfer_pickup_forwarding_and_park_through_the_provider() {
                 }
             )
         });
-    bench.provider.drop_call(26, unparked).unwrap();
+
+    // 205 parks it again, non-directed: the place the PBX chose is in the VARSTRING by the
+    // completion, and 206 takes the call back from there.
+    let mut varstring = vec![0u8; 128];
+    varstring[..4].copy_from_slice(&128u32.to_le_bytes());
+    // SAFETY: a VARSTRING of dwTotalSize bytes, kept until the request completes.
+    let place = unsafe { PlaceBuffer::new(varstring.as_mut_ptr()) }.unwrap();
+    let mark = bench.recorder.len();
+    bench
+        .provider
+        .park_nondirected(26, unparked, place)
+        .unwrap();
     assert_eq!(bench.completed(26), 0);
+    bench.reaches(mark, 0xB5, LINECALLSTATE_IDLE);
+    let place = var_string_text(&varstring);
+    assert!(
+        !place.is_empty(),
+        "the place is written before the completion"
+    );
+    let again = bench
+        .provider
+        .unpark(27, bench.line("206"), 0xB6, place, &|_| ())
+        .unwrap();
+    assert_eq!(bench.completed(27), 0);
+    bench.reaches(mark, 0xB6, LINECALLSTATE_CONNECTED);
+    bench.provider.drop_call(28, again).unwrap();
+    assert_eq!(bench.completed(28), 0);
 
     // Forwarding and do-not-disturb on 204 through lineForward.
     let forward = |destination: &str| {
@@ -750,9 +786,9 @@ async fn blind_transfer_pickup_forwarding_and_park_through_the_provider() {
     };
     bench
         .provider
-        .forward(27, bench.line("204"), forward("299"))
+        .forward(29, bench.line("204"), forward("299"))
         .unwrap();
-    assert_eq!(bench.completed(27), 0);
+    assert_eq!(bench.completed(29), 0);
     let line_204 = || async {
         lines(&bench.server)
             .await
@@ -765,12 +801,12 @@ async fn blind_transfer_pickup_forwarding_and_park_through_the_provider() {
     assert_eq!(forwarded.forwards[0].destination, "299");
     bench
         .provider
-        .forward(28, bench.line("204"), forward(""))
+        .forward(30, bench.line("204"), forward(""))
         .unwrap();
-    assert_eq!(bench.completed(28), 0);
+    assert_eq!(bench.completed(30), 0);
     assert!(line_204().await.do_not_disturb);
-    bench.provider.forward(29, bench.line("204"), None).unwrap();
-    assert_eq!(bench.completed(29), 0);
+    bench.provider.forward(31, bench.line("204"), None).unwrap();
+    assert_eq!(bench.completed(31), 0);
     // The two commands behind it may finish in either order.
     let deadline = Instant::now() + PATIENCE;
     loop {

@@ -10,9 +10,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use windows_sys::Win32::Devices::Tapi::{
-    LINEERR_INVALDEVICECLASS, LINEERR_INVALPOINTER, LINEERR_OPERATIONFAILED,
+    LINEERR_INVALDEVICECLASS, LINEERR_INVALPARKMODE, LINEERR_INVALPOINTER, LINEERR_OPERATIONFAILED,
     LINEERR_OPERATIONUNAVAIL, LINEFORWARD, LINEFORWARDLIST, LINEPARKMODE_DIRECTED,
-    LINETRANSFERMODE_CONFERENCE, PHONEERR_NODEVICE, STRINGFORMAT_BINARY, VARSTRING,
+    LINEPARKMODE_NONDIRECTED, LINETRANSFERMODE_CONFERENCE, PHONEERR_NODEVICE, STRINGFORMAT_BINARY,
+    VARSTRING,
 };
 use windows_sys::Win32::Foundation::{HINSTANCE, HWND};
 
@@ -24,7 +25,7 @@ use crate::config::parse_configure_args;
 use crate::devices::{CallHandle, LineErr, LineId, OpenLine, line_err};
 use crate::engine::test_connection;
 use crate::provider::{ForwardEntry, Provider, Publish, negotiate};
-use crate::structs::{VarWriter, caller_buffer};
+use crate::structs::{PlaceBuffer, VarWriter, caller_buffer};
 
 type Handle = usize;
 
@@ -843,17 +844,20 @@ pub unsafe extern "system" fn TSPI_linePark(
     call: Handle,
     mode: u32,
     directed_to: *const u16,
-    _non_directed: *mut VARSTRING,
+    non_directed: *mut VARSTRING,
 ) -> i32 {
     guard(|| {
-        // A non-directed park's place would be written into the caller's VARSTRING at
-        // completion; only directed park is offered (LINEADDRESSCAPS.dwParkModes).
-        if mode != LINEPARKMODE_DIRECTED {
-            return Err(line_err(LINEERR_OPERATIONUNAVAIL));
-        }
         let (provider, _, call) = by_call(call)?;
-        let to = destination(directed_to)?;
-        Ok(request_id(provider.park(request, call, Some(to))?))
+        let requested = match mode {
+            LINEPARKMODE_DIRECTED => provider.park(request, call, destination(directed_to)?),
+            LINEPARKMODE_NONDIRECTED => {
+                // SAFETY: TAPISRV's VARSTRING, which it keeps until the request completes.
+                let place = unsafe { PlaceBuffer::new(non_directed.cast())? };
+                provider.park_nondirected(request, call, place)
+            }
+            _ => Err(line_err(LINEERR_INVALPARKMODE)),
+        };
+        Ok(request_id(requested?))
     })
 }
 
