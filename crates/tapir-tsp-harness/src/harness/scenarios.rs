@@ -11,7 +11,8 @@ use windows_sys::Win32::Devices::Tapi::{
     LINECALLSTATE_DIALING, LINECALLSTATE_DIALTONE, LINECALLSTATE_IDLE, LINECALLSTATE_OFFERING,
     LINECALLSTATE_PROCEEDING, LINECALLSTATE_RINGBACK, LINEDEVCAPS, LINEDEVSTATE_INSERVICE,
     LINEDEVSTATE_OUTOFSERVICE, LINEDEVSTATUSFLAGS_INSERVICE, LINEERR_STRUCTURETOOSMALL,
-    LINEFEATURE_MAKECALL, LINEMEDIAMODE_INTERACTIVEVOICE, STRINGFORMAT_UNICODE,
+    LINEFEATURE_MAKECALL, LINEMEDIAMODE_INTERACTIVEVOICE, LINEPARKMODE_NONDIRECTED,
+    STRINGFORMAT_UNICODE, VARSTRING,
 };
 
 use super::journal::{self, Callback, PROVIDER_HANDLE};
@@ -19,6 +20,7 @@ use super::peer;
 use super::report::Report;
 use super::tapi::*;
 use super::tsp::{Tsp, wide};
+use super::var_struct::VarStruct;
 use super::{ExpectedLine, Options};
 
 /// What the harness learnt about one line device.
@@ -74,6 +76,7 @@ pub fn run_all(tsp: Tsp, options: &Options, report: &mut Report) {
             .check("provider started and lines open", Err(why));
     } else {
         session.calls_between_lines();
+        session.dial_tone_and_park();
         if session.options.no_peer {
             println!("SKIP outside call and restart (--no-peer)");
         } else {
@@ -498,21 +501,26 @@ impl Session<'_> {
         }
     }
 
-    fn make_call(&mut self, from: &str, to: &str) -> Result<Call, String> {
+    /// `lineMakeCall` from `from` to `to`, or for dial tone when `to` is `None`.
+    fn make_call(&mut self, from: &str, to: Option<&str>) -> Result<Call, String> {
         let line = self.line(from);
         let start = journal::mark();
         let request = self.request_id();
         let tapi = journal::new_call_handle();
         let mut driver: HDRVCALL = std::ptr::null_mut();
-        let destination = wide(to);
-        // SAFETY: an open line, valid out pointer, NUL-terminated destination, no call params.
+        let destination = to.map(wide);
+        let destination = destination
+            .as_ref()
+            .map_or(std::ptr::null(), |d| d.as_ptr());
+        // SAFETY: an open line, valid out pointer, a NUL-terminated destination or none, no
+        // call params.
         let returned = unsafe {
             (self.tsp.make_call)(
                 request,
                 line.driver,
                 tapi as *mut c_void,
                 &mut driver,
-                destination.as_ptr(),
+                destination,
                 0,
                 std::ptr::null(),
             )
@@ -666,7 +674,7 @@ impl Session<'_> {
 
     fn calls_between_lines(&mut self) {
         let since = journal::mark();
-        let outgoing = self.make_call(CALLER, CALLED);
+        let outgoing = self.make_call(CALLER, Some(CALLED));
         self.check(
             &format!(
                 "lineMakeCall {CALLER} -> {CALLED}: request id, then completion 0 before any event"
@@ -737,6 +745,57 @@ impl Session<'_> {
         Ok(())
     }
 
+    // ---- 3b. dial tone, lineDial and a non-directed park -----------------------------------
+
+    fn dial_tone_and_park(&mut self) {
+        let outcome = self.dial_tone_and_park_steps();
+        self.check(
+            &format!(
+                "lineMakeCall {CALLER} without a number: DIALTONE; lineDial {CALLED}, answered; linePark non-directed: the place in the VARSTRING at its completion, {CALLER} IDLE"
+            ),
+            outcome,
+        );
+    }
+
+    fn dial_tone_and_park_steps(&mut self) -> Result<(), String> {
+        let since = journal::mark();
+        let outgoing = self.make_call(CALLER, None)?;
+        self.reaches(outgoing, LINECALLSTATE_DIALTONE, since)?;
+        let request = self.request_id();
+        let number = wide(CALLED);
+        // SAFETY: a call the provider handed out, a NUL-terminated number.
+        let returned = unsafe { (self.tsp.dial)(request, outgoing.driver, number.as_ptr(), 0) };
+        self.completed("TSPI_lineDial", returned, request)?;
+        self.reaches(outgoing, LINECALLSTATE_RINGBACK, since)?;
+        let incoming = self.offered_on(CALLED, since)?;
+        self.answer_and_check(outgoing, incoming)?;
+
+        let since = journal::mark();
+        let mut place = VarStruct::<VARSTRING>::with_total_size(256);
+        let request = self.request_id();
+        // SAFETY: a connected call; the VARSTRING lives until after the completion.
+        let returned = unsafe {
+            (self.tsp.park)(
+                request,
+                outgoing.driver,
+                LINEPARKMODE_NONDIRECTED,
+                std::ptr::null(),
+                place.as_mut_ptr(),
+            )
+        };
+        self.completed("TSPI_linePark", returned, request)?;
+        let fixed = place.fixed();
+        let format = fixed.dwStringFormat;
+        let text = place.utf16("park place", fixed.dwStringOffset, fixed.dwStringSize)?;
+        if format != STRINGFORMAT_UNICODE || text.is_empty() {
+            return Err(format!("the VARSTRING holds format {format} and {text:?}"));
+        }
+        self.reaches(outgoing, LINECALLSTATE_IDLE, since)?;
+        self.close_call(outgoing)?;
+        // The parked party waits at the place; hanging it up ends the park.
+        self.drop_and_close(incoming, &[])
+    }
+
     /// The states `call` has been reported in since `since`, in order.
     fn states_of(&self, call: Call, since: usize) -> Vec<u32> {
         journal::since(since)
@@ -790,7 +849,7 @@ impl Session<'_> {
 
     fn server_restart_steps(&mut self) -> Result<(), String> {
         let since = journal::mark();
-        let outgoing = self.make_call(CALLER, THIRD)?;
+        let outgoing = self.make_call(CALLER, Some(THIRD))?;
         let ringing = self.offered_on(THIRD, since)?;
         let before_stop = journal::mark();
         peer::ask("STOP-SERVER")?;
@@ -825,7 +884,7 @@ impl Session<'_> {
             self.close_call(call)?;
         }
         let since = journal::mark();
-        let again = self.make_call(CALLER, CALLED)?;
+        let again = self.make_call(CALLER, Some(CALLED))?;
         let offered = self.offered_on(CALLED, since)?;
         self.drop_and_close(again, &[offered])
     }

@@ -4,7 +4,7 @@
 use windows_sys::Win32::Devices::Tapi::{
     ASYNC_COMPLETION, HDRVCALL, HDRVLINE, HPROVIDER, HTAPICALL, HTAPILINE, LINEADDRESSCAPS,
     LINECALLINFO, LINECALLPARAMS, LINECALLSTATUS, LINEDEVCAPS, LINEDEVSTATUS, LINEEVENT,
-    PHONEEVENT,
+    PHONEEVENT, VARSTRING,
 };
 use windows_sys::Win32::Foundation::{HINSTANCE, HWND};
 use windows_sys::core::PCWSTR;
@@ -86,6 +86,19 @@ pub type LineCallRequest = unsafe extern "system" fn(
     size: u32,
 ) -> i32;
 pub type LineCloseCall = unsafe extern "system" fn(call: HDRVCALL) -> i32;
+pub type LineDial = unsafe extern "system" fn(
+    request: u32,
+    call: HDRVCALL,
+    destination: PCWSTR,
+    country_code: u32,
+) -> i32;
+pub type LinePark = unsafe extern "system" fn(
+    request: u32,
+    call: HDRVCALL,
+    mode: u32,
+    directed_to: PCWSTR,
+    non_directed: *mut VARSTRING,
+) -> i32;
 pub type LineGetCallInfo =
     unsafe extern "system" fn(call: HDRVCALL, info: *mut LINECALLINFO) -> i32;
 pub type LineGetCallStatus =
