@@ -235,6 +235,12 @@ pub enum AmiEvent {
     Retrieved {
         retriever: String,
     },
+    /// `DeviceStateChange` (also each item of `DeviceStateList`): `device` is a device-state
+    /// name (`PJSIP/201`, `Queue:support`), `state` Asterisk's (`NOT_INUSE`, `UNAVAILABLE`).
+    DeviceState {
+        device: String,
+        state: String,
+    },
     FullyBooted,
     /// `Reload` or `Shutdown`: configuration or the PBX itself is changing.
     Reload,
@@ -295,6 +301,10 @@ impl AmiEvent {
                     space: known(message.get("ParkingSpace")),
                 }
             }
+            "DeviceStateChange" => AmiEvent::DeviceState {
+                device: message.get("Device")?.to_string(),
+                state: message.get("State")?.to_string(),
+            },
             "FullyBooted" => AmiEvent::FullyBooted,
             "Reload" => AmiEvent::Reload,
             "Shutdown" => AmiEvent::Shutdown,

@@ -178,23 +178,30 @@ impl<'a> Session<'a> {
     ) -> Result<(), End> {
         let limit = self.config.connect_timeout();
         let (list_endpoints, _) = self.config.endpoint_technology.endpoint_list();
-        let actions = [list_endpoints, "ExtensionStateList", "CoreShowChannels"]
-            .map(|name| Action::new(name, &connection.next_id()))
-            .to_vec();
+        let actions = [
+            list_endpoints,
+            "ExtensionStateList",
+            "CoreShowChannels",
+            "DeviceStateList",
+        ]
+        .map(|name| Action::new(name, &connection.next_id()))
+        .to_vec();
         let replies = connection.call_all(actions, limit).await?;
-        let [endpoints, hints, channels] = &replies[..] else {
+        let [endpoints, hints, channels, device_states] = &replies[..] else {
             return Err(End::Link(LinkError::Protocol(
                 "missing status replies".into(),
             )));
         };
         self.tracker = Tracker::new(self.build_lines(&endpoints.items, &hints.items));
+        // Asterisk before 13 has no DeviceStateList: every line is then taken as reachable.
+        self.tracker.load_device_states(&device_states.items);
         let calls = self.tracker.load(&channels.items);
         let statuses = self.statuses(connection).await?;
         let synchronized = ProviderEvent::Synchronized {
             devices: self.tracker.lines().devices(),
             calls,
             statuses,
-            out_of_service: Vec::new(),
+            out_of_service: self.tracker.lines().unreachable(),
         };
         send(events, synchronized).await.map_err(|_| End::CoreGone)
     }

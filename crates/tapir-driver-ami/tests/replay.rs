@@ -818,3 +818,65 @@ async fn chan_sip_peers_are_the_lines_of_a_sip_technology_instance() {
     );
     running.stop().await.expect("clean stop");
 }
+
+/// Asterisk's device state tells whether a line's phone can be reached: `UNAVAILABLE` (no
+/// registered contact, or one that stopped answering qualify) puts the line out of service at
+/// synchronisation (`DeviceStateList`) and whenever `DeviceStateChange` says so; any other
+/// state brings it back. Device states of other things (queues, park lots) change nothing.
+#[tokio::test]
+async fn unreachable_phones_are_lines_out_of_service() {
+    let basic = Transcript::load("basic-call.txt");
+    let id = basic.first_action_id("DeviceStateList").expect("recorded");
+    // The captured answer, with 203's phone unregistered.
+    let mut composed = String::new();
+    for block in basic.replies(&id) {
+        let text = block.lines.join("\n");
+        let text = text.replace(
+            "Device: PJSIP/203\nState: NOT_INUSE",
+            "Device: PJSIP/203\nState: UNAVAILABLE",
+        );
+        composed.push_str(&format!("<<< [   0.009]\n{text}\n\n"));
+    }
+    let unregistered = Transcript::parse(&composed);
+    let mut library = Library::recorded();
+    library.use_reply("DeviceStateList", &unregistered, &id);
+    let live = |device: &str, state: &str| {
+        format!(
+            "Event: DeviceStateChange\r\nPrivilege: call,all\r\nTimestamp: 1795407300.000000\r\nDevice: {device}\r\nState: {state}\r\n\r\n"
+        )
+    };
+    let script = Script {
+        then_send: [
+            live("Queue:support", "UNAVAILABLE"),
+            live("PJSIP/202", "UNAVAILABLE"),
+            live("PJSIP/202", "UNAVAILABLE"),
+            live("PJSIP/203", "NOT_INUSE"),
+        ]
+        .concat()
+        .into_bytes(),
+        ..Script::default()
+    };
+    let peer = Peer::start(library, vec![script]).await;
+    let mut running = Running::start(config(peer.port));
+    assert_eq!(running.next().await, ProviderEvent::Up);
+    let ProviderEvent::Synchronized { out_of_service, .. } = running.next().await else {
+        panic!("Synchronized must follow Up");
+    };
+    assert_eq!(out_of_service, [device("203")]);
+    peer.go();
+    let mut changes = Vec::new();
+    while let Some(event) = running.next_within(Duration::from_millis(500)).await {
+        if let ProviderEvent::DeviceService {
+            device, in_service, ..
+        } = event
+        {
+            changes.push((device.0, in_service));
+        }
+    }
+    assert_eq!(
+        changes,
+        [("202".to_string(), false), ("203".to_string(), true)],
+        "one change each, in order"
+    );
+    running.stop().await.expect("clean stop");
+}

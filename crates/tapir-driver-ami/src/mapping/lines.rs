@@ -2,7 +2,7 @@
 //! (`PJSIPShowEndpoints`, `SIPpeers`, `IAXpeerlist`), extensions from the hints of
 //! `ExtensionStateList` or the configured map.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tapir_provider::{Device, DeviceKey};
 
@@ -14,6 +14,9 @@ use crate::message::Message;
 pub struct Lines {
     technology: Technology,
     devices: BTreeMap<String, Device>,
+    /// Endpoints whose device state is `UNAVAILABLE`: no registered contact, or one that does
+    /// not answer qualify. Their lines are out of service.
+    unreachable: BTreeSet<String>,
 }
 
 impl Lines {
@@ -22,7 +25,42 @@ impl Lines {
         Lines {
             technology,
             devices: BTreeMap::new(),
+            unreachable: BTreeSet::new(),
         }
+    }
+
+    /// A device state for `device` (`PJSIP/201`): when it is a line's and makes the line
+    /// reachable or unreachable, the line and whether it is in service now.
+    pub fn device_state(&mut self, device: &str, state: &str) -> Option<(DeviceKey, bool)> {
+        let endpoint = device
+            .strip_prefix(self.technology.prefix())?
+            .strip_prefix('/')?;
+        let key = self.devices.get(endpoint)?.key.clone();
+        let changed = if state.eq_ignore_ascii_case("UNAVAILABLE") {
+            self.unreachable.insert(endpoint.to_string())
+        } else {
+            self.unreachable.remove(endpoint)
+        };
+        changed.then(|| (key.clone(), !self.unreachable.contains(endpoint)))
+    }
+
+    /// The lines out of service because their phone is unreachable.
+    pub fn unreachable(&self) -> Vec<DeviceKey> {
+        self.unreachable
+            .iter()
+            .filter_map(|endpoint| self.devices.get(endpoint))
+            .map(|device| device.key.clone())
+            .collect()
+    }
+
+    /// Takes over what `previous` knew of the reachability of the endpoints both have.
+    pub fn keep_reachability(&mut self, previous: &Lines) {
+        self.unreachable = previous
+            .unreachable
+            .iter()
+            .filter(|endpoint| self.devices.contains_key(*endpoint))
+            .cloned()
+            .collect();
     }
 
     /// Builds the lines from the items of an endpoint list and a hint list.

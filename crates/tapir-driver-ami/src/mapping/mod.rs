@@ -93,8 +93,19 @@ impl Tracker {
     }
 
     /// Replaces the lines (after a reload); calls on vanished lines stop being reported.
-    pub fn set_lines(&mut self, lines: Lines) {
+    pub fn set_lines(&mut self, mut lines: Lines) {
+        lines.keep_reachability(&self.lines);
         self.lines = lines;
+    }
+
+    /// Loads the items of a `DeviceStateList` answer (at a (re)connect): which lines' phones
+    /// are unreachable. Nothing is reported; `Synchronized` carries them.
+    pub fn load_device_states(&mut self, items: &[Message]) {
+        for item in items {
+            if let Some(AmiEvent::DeviceState { device, state }) = AmiEvent::from_message(item) {
+                self.lines.device_state(&device, &state);
+            }
+        }
     }
 
     /// Loads the channels of a `CoreShowChannels` answer: the calls that exist after a
@@ -313,6 +324,22 @@ impl Tracker {
                     channel.reason = CallReason::Unpark;
                 }
                 self.report(&retriever, out);
+            }
+            AmiEvent::DeviceState { device, state } => {
+                if let Some((device, in_service)) = self.lines.device_state(&device, &state) {
+                    let reason = if in_service {
+                        "the phone is reachable again".to_string()
+                    } else {
+                        format!(
+                            "Asterisk reports the phone {state}: not registered or not answering"
+                        )
+                    };
+                    out.push(ProviderEvent::DeviceService {
+                        device,
+                        in_service,
+                        reason,
+                    });
+                }
             }
             AmiEvent::FullyBooted | AmiEvent::Reload | AmiEvent::Shutdown => {}
         }
