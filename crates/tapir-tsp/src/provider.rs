@@ -44,16 +44,20 @@ pub struct ForwardEntry {
 pub struct Provider {
     devices: Arc<Mutex<Devices>>,
     engine: Mutex<Option<Engine>>,
+    /// How long `providerEnumDevices` waits for the server's lines.
+    startup_wait: Duration,
 }
 
 impl Provider {
     /// Starts the connection to the configured server.
     pub fn start(config: TspConfig, tapisrv: Arc<dyn Tapisrv>) -> Result<Provider, StartError> {
         let devices = Arc::new(Mutex::new(Devices::new()));
+        let startup_wait = Duration::from_millis(u64::from(config.startup_wait_ms));
         let engine = Engine::start(config, devices.clone(), tapisrv)?;
         Ok(Provider {
             devices,
             engine: Mutex::new(Some(engine)),
+            startup_wait,
         })
     }
 
@@ -77,10 +81,11 @@ impl Provider {
         self.with_engine(|engine| engine.deliver(notices));
     }
 
-    /// `providerEnumDevices`: waits (bounded) for the server's lines, then counts them.
-    pub fn enumerate(&self, wait: Duration) -> u32 {
+    /// `providerEnumDevices`: waits (at most the configured start-up wait) for the server's
+    /// lines, then counts them.
+    pub fn enumerate(&self) -> u32 {
         self.with_engine(|engine| {
-            engine.wait_for_snapshot(wait);
+            engine.wait_for_snapshot(self.startup_wait);
         });
         self.devices().enumerate()
     }

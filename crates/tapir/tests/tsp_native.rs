@@ -168,7 +168,7 @@ async fn the_provider_follows_and_controls_calls_and_survives_a_server_restart()
             recorder.clone(),
         )
         .unwrap();
-        assert_eq!(provider.enumerate(Duration::from_secs(5)), all.len() as u32);
+        assert_eq!(provider.enumerate(), all.len() as u32);
         provider
     });
     provider.init(0);
@@ -399,7 +399,7 @@ async fn after_a_network_fault_the_provider_catches_up_and_follows_new_lines() {
     let recorder = Arc::new(Recorder::default());
     let provider = tokio::task::block_in_place(|| {
         let provider = Provider::start(via_relay, recorder.clone()).unwrap();
-        assert_eq!(provider.enumerate(Duration::from_secs(5)), 20);
+        assert_eq!(provider.enumerate(), 20);
         provider
     });
     provider.init(0);
@@ -550,7 +550,7 @@ impl Bench {
             let provider =
                 Provider::start(config(&server, Credentials::Token(token)), recorder.clone())
                     .unwrap();
-            provider.enumerate(Duration::from_secs(5));
+            provider.enumerate();
             provider
         });
         provider.init(0);

@@ -7,7 +7,6 @@
 use std::ffi::c_void;
 use std::mem::offset_of;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use windows_sys::Win32::Devices::Tapi::{
     LINEERR_INVALDEVICECLASS, LINEERR_INVALPARKMODE, LINEERR_INVALPOINTER, LINEERR_OPERATIONFAILED,
@@ -139,10 +138,7 @@ pub unsafe extern "system" fn TSPI_providerEnumDevices(
         callbacks
             .provider_handle
             .store(provider_handle, Ordering::Release);
-        let wait = settings::config(permanent_id)
-            .map(|c| c.startup_wait_ms)
-            .unwrap_or(3000);
-        let lines = provider.enumerate(Duration::from_millis(u64::from(wait)));
+        let lines = provider.enumerate();
         unsafe {
             put(num_lines, lines)?;
             put(num_phones, 0)?;
