@@ -104,9 +104,8 @@ impl Mapping {
         self.out_of_service.insert(device.to_owned());
     }
 
-    /// A MonitorStart sent again succeeded: `device` is back in service. Its calls are
-    /// learned from the events that follow (those of calls older than the monitor start
-    /// from their next event).
+    /// A MonitorStart sent again succeeded: `device` is back in service; its snapshot
+    /// follows ([`Mapping::resnapshot`]).
     pub fn monitor_restarted(&mut self, device: &str, cross_ref: &str) -> Vec<Output> {
         self.monitor_started(device, cross_ref);
         self.set_service(device, true, "the device is monitored again".into())
@@ -238,6 +237,34 @@ impl Mapping {
 
     /// The calls a SnapshotDevice answer lists for `device`; they replace what events said
     /// before it, since the snapshot is the switch's picture at the time it answered.
+    /// A snapshot of `device` taken while the link was up (after its monitor came back): its
+    /// calls become the snapshot's, each reported; a call the snapshot no longer lists ends.
+    pub fn resnapshot(&mut self, device: &str, calls: &[SnapshotCall]) -> Vec<Output> {
+        let before: Vec<CallReport> = self.device_reports(device);
+        self.snapshot(device, calls);
+        let mut out = Vec::new();
+        for mut gone in before {
+            if !self.calls.contains_key(&gone.call) {
+                gone.state = CallState::Idle;
+                out.push(Output::Call(Box::new(gone)));
+            }
+        }
+        out.extend(
+            self.device_reports(device)
+                .into_iter()
+                .map(|report| Output::Call(Box::new(report))),
+        );
+        out
+    }
+
+    fn device_reports(&self, device: &str) -> Vec<CallReport> {
+        self.calls
+            .values()
+            .filter(|a| a.report.device.0 == device)
+            .map(|a| a.report.clone())
+            .collect()
+    }
+
     pub fn snapshot(&mut self, device: &str, calls: &[SnapshotCall]) {
         let before: Vec<CallRef> = self
             .calls

@@ -3,7 +3,7 @@
 //! the switch refused or ended is monitored again, with the same back-off, while the link
 //! stays up.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use tapir_model::{ErrorKind, RequestId, TapiError};
@@ -17,7 +17,7 @@ use crate::commands::{self, tapi_error};
 use crate::config::{CstaConfig, Dialect};
 use crate::link::{Link, LinkError};
 use crate::mapping::{Mapping, Output};
-use crate::message::{Event, Incoming, Request};
+use crate::message::{Event, Incoming, Request, SnapshotCall};
 
 /// A request waiting for its answer.
 #[derive(Debug)]
@@ -33,6 +33,17 @@ enum Purpose {
     Command(RequestId),
     /// A MonitorStart for a device that lost (or never had) its monitor.
     Monitor(String),
+    /// The SnapshotDevice that follows such a MonitorStart.
+    Snapshot(String),
+}
+
+/// A segmented snapshot taken while serving: its segments may come before or after the
+/// response that names the device.
+#[derive(Debug, Default)]
+struct Segments {
+    device: Option<String>,
+    parts: BTreeMap<u32, Vec<SnapshotCall>>,
+    complete: bool,
 }
 
 impl Pending {
@@ -274,6 +285,8 @@ struct Serve<'a> {
     held: Vec<Event>,
     unanswered_keepalives: u32,
     remonitor: Remonitor,
+    /// Segmented snapshots under way, by their `serviceCrossRefID`.
+    segments: HashMap<String, Segments>,
 }
 
 async fn serve(
@@ -301,6 +314,7 @@ async fn serve(
         held: Vec::new(),
         unanswered_keepalives: 0,
         remonitor: Remonitor::new(config),
+        segments: HashMap::new(),
     };
     let outcome = state.run(cx).await;
     // Whatever was in flight may or may not have happened; it is never repeated.
@@ -413,7 +427,18 @@ impl Serve<'_> {
                 tracing::info!(device, "monitored again; the device is back in service");
                 self.remonitor.monitored(&device);
                 let outputs = self.mapping.monitor_restarted(&device, &cross_ref);
-                self.emit_all(cx, outputs).await
+                self.emit_all(cx, outputs).await?;
+                let invoke = self.link.allocate(&self.pending);
+                self.pending.insert(
+                    invoke,
+                    Pending {
+                        purpose: Purpose::Snapshot(device.clone()),
+                        sent: Instant::now(),
+                    },
+                );
+                self.link
+                    .send(invoke, &Request::SnapshotDevice { device })
+                    .await
             }
             other => {
                 tracing::debug!(device, answer = ?other, "MonitorStart refused again");
@@ -421,6 +446,62 @@ impl Serve<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// The answer to the SnapshotDevice of a device monitored again: its calls at once, or
+    /// the reference its segments come under.
+    async fn snapshot_answered(
+        &mut self,
+        cx: &ProviderContext,
+        device: String,
+        answer: Incoming,
+    ) -> Result<(), LinkError> {
+        match answer {
+            Incoming::Snapshot {
+                calls,
+                segmented: None,
+            } => {
+                let outputs = self.mapping.resnapshot(&device, &calls);
+                self.emit_all(cx, outputs).await
+            }
+            Incoming::Snapshot {
+                segmented: Some(cross_ref),
+                ..
+            } => {
+                self.segments.entry(cross_ref.clone()).or_default().device = Some(device);
+                self.snapshot_if_complete(cx, &cross_ref).await
+            }
+            other => {
+                tracing::warn!(device, answer = ?other, "SnapshotDevice refused; the device's calls are learned from their events");
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies a segmented snapshot once its device is known and its last segment came.
+    async fn snapshot_if_complete(
+        &mut self,
+        cx: &ProviderContext,
+        cross_ref: &str,
+    ) -> Result<(), LinkError> {
+        let ready = self
+            .segments
+            .get(cross_ref)
+            .is_some_and(|s| s.complete && s.device.is_some());
+        if !ready {
+            return Ok(());
+        }
+        let Some(Segments {
+            device: Some(device),
+            parts,
+            ..
+        }) = self.segments.remove(cross_ref)
+        else {
+            return Ok(());
+        };
+        let calls: Vec<SnapshotCall> = parts.into_values().flatten().collect();
+        let outputs = self.mapping.resnapshot(&device, &calls);
+        self.emit_all(cx, outputs).await
     }
 
     async fn command(
@@ -466,6 +547,17 @@ impl Serve<'_> {
             Incoming::SystemStatus { .. } | Incoming::RequestSystemStatus => {
                 self.link.send(invoke, &Request::SystemStatusResponse).await
             }
+            Incoming::SnapshotSegment {
+                cross_ref,
+                segment,
+                last,
+                calls,
+            } => {
+                let segments = self.segments.entry(cross_ref.clone()).or_default();
+                segments.parts.insert(segment, calls);
+                segments.complete |= last;
+                self.snapshot_if_complete(cx, &cross_ref).await
+            }
             Incoming::MonitorEnded { cross_ref } => {
                 self.link
                     .send(invoke, &Request::MonitorStopResponse)
@@ -485,6 +577,7 @@ impl Serve<'_> {
                     }
                     Purpose::Command(request) => self.answer(cx, request, answer).await,
                     Purpose::Monitor(device) => self.remonitored(cx, device, answer).await,
+                    Purpose::Snapshot(device) => self.snapshot_answered(cx, device, answer).await,
                 }
             }
         }
@@ -543,19 +636,24 @@ impl Serve<'_> {
             .filter(|p| p.sent.elapsed() > limit)
             .filter_map(Pending::request)
             .collect();
-        // An unanswered MonitorStart counts as refused; the next attempt asks again.
-        let unanswered: Vec<(u16, String)> = self
+        // An unanswered MonitorStart counts as refused (the next attempt asks again); a device
+        // whose snapshot is not answered has its calls learned from their events.
+        let unanswered: Vec<(u16, Purpose)> = self
             .pending
             .iter()
             .filter(|(_, p)| p.sent.elapsed() > limit)
-            .filter_map(|(invoke, p)| match &p.purpose {
-                Purpose::Monitor(device) => Some((*invoke, device.clone())),
-                _ => None,
-            })
+            .filter(|(_, p)| matches!(p.purpose, Purpose::Monitor(_) | Purpose::Snapshot(_)))
+            .map(|(invoke, p)| (*invoke, p.purpose.clone()))
             .collect();
-        for (invoke, device) in unanswered {
+        for (invoke, purpose) in unanswered {
             self.pending.remove(&invoke);
-            self.remonitor.refused(&device);
+            match purpose {
+                Purpose::Monitor(device) => self.remonitor.refused(&device),
+                Purpose::Snapshot(device) => {
+                    tracing::warn!(device, "SnapshotDevice not answered in time");
+                }
+                Purpose::KeepAlive | Purpose::Command(_) => {}
+            }
         }
         for request in late {
             if let Some(batch) = self.batches.get_mut(&request) {

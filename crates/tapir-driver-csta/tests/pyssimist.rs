@@ -230,3 +230,74 @@ async fn a_switch_that_ignores_get_forwarding_still_synchronises() {
     running.shutdown.cancel();
     running.task.await.unwrap().unwrap();
 }
+
+/// The switch ends 1001's monitor and then accepts it again: its calls end with the monitor,
+/// and come back from a fresh snapshot (pyssimist's scenario answers it in two segments).
+#[tokio::test]
+async fn a_device_monitored_again_is_resynchronised_from_its_snapshot() {
+    if let Some(skip) = support::pyssimist_missing() {
+        eprintln!("{skip}");
+        return;
+    }
+    let peer = support::scenario_peer(30);
+    let config = osv_config(peer.port, &["1001"]);
+    let provider = Box::new(CstaProvider::new(config).unwrap());
+    let mut running = RunningProvider::start(provider, "pyssimist");
+    assert_eq!(next(&mut running.events).await, ProviderEvent::Up);
+    let ProviderEvent::Synchronized { calls, .. } = next(&mut running.events).await else {
+        panic!("Synchronized follows Up");
+    };
+    assert_eq!(calls.len(), 2, "{calls:?}");
+
+    let dnd = ProviderCommand::SetDoNotDisturb {
+        device: DeviceKey("1001".into()),
+        enabled: true,
+    };
+    command(&running.requests, 2, dnd).await;
+    assert!(matches!(
+        next(&mut running.events).await,
+        ProviderEvent::Completed {
+            request: RequestId(2),
+            outcome: Ok(Completion::Done)
+        }
+    ));
+    let service = |in_service: bool| {
+        move |event: &ProviderEvent| {
+            matches!(event, ProviderEvent::DeviceService { device, in_service: s, .. }
+                if device.0 == "1001" && *s == in_service)
+        }
+    };
+    assert!(service(false)(&next(&mut running.events).await));
+    let ended = call_states(&mut running.events, 2).await;
+    assert_eq!(
+        ended,
+        [("1001/C1".into(), "idle"), ("1001/C2".into(), "idle")]
+    );
+    assert!(service(true)(&next(&mut running.events).await));
+    let back = call_states(&mut running.events, 2).await;
+    assert_eq!(
+        back,
+        [
+            ("1001/C1".into(), "offering"),
+            ("1001/C2".into(), "connected")
+        ]
+    );
+    running.shutdown.cancel();
+    running.task.await.unwrap().unwrap();
+}
+
+/// The next `count` events, which must be call reports: (call, state), sorted by call.
+async fn call_states(
+    events: &mut mpsc::Receiver<ProviderEvent>,
+    count: usize,
+) -> Vec<(String, &'static str)> {
+    let mut states = Vec::new();
+    for _ in 0..count {
+        let ProviderEvent::Call(report) = next(events).await else {
+            panic!("a call report");
+        };
+        states.push((report.call.0.clone(), report.state.name()));
+    }
+    states.sort();
+    states
+}

@@ -4,7 +4,8 @@
 # behaviour tapir's tests need, per device:
 #   1000  GetForwarding: immediate to 2000; GetDoNotDisturb: on.
 #         SetDoNotDisturb on it stands in for the switch ending its monitor (MonitorStop).
-#   1001  SnapshotDevice is answered in two SnapshotDeviceData segments (two calls).
+#   1001  SnapshotDevice is answered in two SnapshotDeviceData segments (two calls);
+#         SetDoNotDisturb on it ends its monitor as for 1000.
 #   1003  reported out of service right after MonitorStart; SetDoNotDisturb on it stands in
 #         for the phone coming back (BackInServiceEvent).
 #   1099  MonitorStart is refused (deviceOutOfService).
@@ -151,7 +152,7 @@ def set_do_not_disturb(srv, msg):
         send_raw(srv, 9999, "BackInServiceEvent",
                  "<monitorCrossRefID>%s</monitorCrossRefID><device><deviceIdentifier>1003</deviceIdentifier></device>"
                  % cross_ref(srv, device))
-    elif device == "1000":
+    elif device in ("1000", "1001"):
         send_raw(srv, 5000, "MonitorStop", "<monitorCrossRefID>%s</monitorCrossRefID>" % cross_ref(srv, device))
 
 
