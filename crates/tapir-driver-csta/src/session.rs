@@ -366,15 +366,20 @@ impl Serve<'_> {
             },
             _ => Request::SystemStatus,
         };
+        self.send(Purpose::KeepAlive, &request).await
+    }
+
+    /// Sends `request` under a fresh invoke id, remembering what its answer is for.
+    async fn send(&mut self, purpose: Purpose, request: &Request) -> Result<(), LinkError> {
         let invoke = self.link.allocate(&self.pending);
         self.pending.insert(
             invoke,
             Pending {
-                purpose: Purpose::KeepAlive,
+                purpose,
                 sent: Instant::now(),
             },
         );
-        self.link.send(invoke, &request).await
+        self.link.send(invoke, request).await
     }
 
     /// Whether a MonitorStart for `device` waits for its answer.
@@ -400,16 +405,8 @@ impl Serve<'_> {
             .collect();
         for device in due {
             tracing::debug!(device, "asking again for a monitor");
-            let invoke = self.link.allocate(&self.pending);
-            self.pending.insert(
-                invoke,
-                Pending {
-                    purpose: Purpose::Monitor(device.clone()),
-                    sent: Instant::now(),
-                },
-            );
-            self.link
-                .send(invoke, &Request::MonitorStart { device })
+            let purpose = Purpose::Monitor(device.clone());
+            self.send(purpose, &Request::MonitorStart { device })
                 .await?;
         }
         Ok(())
@@ -428,16 +425,8 @@ impl Serve<'_> {
                 self.remonitor.monitored(&device);
                 let outputs = self.mapping.monitor_restarted(&device, &cross_ref);
                 self.emit_all(cx, outputs).await?;
-                let invoke = self.link.allocate(&self.pending);
-                self.pending.insert(
-                    invoke,
-                    Pending {
-                        purpose: Purpose::Snapshot(device.clone()),
-                        sent: Instant::now(),
-                    },
-                );
-                self.link
-                    .send(invoke, &Request::SnapshotDevice { device })
+                let purpose = Purpose::Snapshot(device.clone());
+                self.send(purpose, &Request::SnapshotDevice { device })
                     .await
             }
             other => {
@@ -523,15 +512,7 @@ impl Serve<'_> {
             },
         );
         for csta in plan.requests {
-            let invoke = self.link.allocate(&self.pending);
-            self.pending.insert(
-                invoke,
-                Pending {
-                    purpose: Purpose::Command(request.id),
-                    sent: Instant::now(),
-                },
-            );
-            self.link.send(invoke, &csta).await?;
+            self.send(Purpose::Command(request.id), &csta).await?;
         }
         Ok(())
     }
