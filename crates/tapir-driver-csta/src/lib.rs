@@ -15,6 +15,7 @@
 //! - `link`: one connection: TCP or TLS (`tapir_provider::tls`), invoke ids, protocol trace, the session handshake,
 //!   snapshots (segmented or not).
 //! - `session`: the owner loop: monitor, snapshot, serve, keep alive, reconnect.
+//! - `remonitor`: when to ask again for a lost or refused device monitor (per-device back-off).
 //! - `provider`: [`CstaProvider`] and the connection test.
 
 pub mod codec;
@@ -24,6 +25,7 @@ mod link;
 pub mod mapping;
 pub mod message;
 mod provider;
+mod remonitor;
 mod session;
 pub mod xml;
 

@@ -1,7 +1,7 @@
 //! The owner loop: connect, monitor, snapshot and read forwarding, serve commands and events,
 //! keep the link alive, and reconnect with capped back-off and jitter. A device whose monitor
-//! the switch refused or ended is monitored again, with the same back-off, while the link
-//! stays up.
+//! the switch refused or ended is monitored again while the link stays up (see [`Remonitor`])
+//! and resynchronised from a fresh snapshot.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -18,6 +18,7 @@ use crate::config::{CstaConfig, Dialect};
 use crate::link::{Link, LinkError};
 use crate::mapping::{Mapping, Output};
 use crate::message::{Event, Incoming, Request, SnapshotCall};
+use crate::remonitor::Remonitor;
 
 /// A request waiting for its answer.
 #[derive(Debug)]
@@ -52,48 +53,6 @@ impl Pending {
             Purpose::Command(request) => Some(request),
             _ => None,
         }
-    }
-}
-
-/// When to ask again for the monitor of each device that has none, each with its own
-/// back-off (a device the switch always refuses does not hold the others back).
-struct Remonitor {
-    min: Duration,
-    max: Duration,
-    waiting: HashMap<String, (Backoff, Instant)>,
-}
-
-impl Remonitor {
-    fn new(config: &CstaConfig) -> Remonitor {
-        Remonitor {
-            min: Duration::from_millis(config.reconnect_min_ms),
-            max: Duration::from_millis(config.reconnect_max_ms),
-            waiting: HashMap::new(),
-        }
-    }
-
-    /// Whether `device` (without a monitor) is to be asked for now; a device newly without
-    /// one first waits one back-off step.
-    fn due(&mut self, device: &str) -> bool {
-        let now = Instant::now();
-        let (min, max) = (self.min, self.max);
-        let (_, next) = self.waiting.entry(device.to_owned()).or_insert_with(|| {
-            let mut backoff = Backoff::new(min, max);
-            let first = now + backoff.next_delay();
-            (backoff, first)
-        });
-        now >= *next
-    }
-
-    /// The switch refused (or did not answer) `device`'s MonitorStart.
-    fn refused(&mut self, device: &str) {
-        if let Some((backoff, next)) = self.waiting.get_mut(device) {
-            *next = Instant::now() + backoff.next_delay();
-        }
-    }
-
-    fn monitored(&mut self, device: &str) {
-        self.waiting.remove(device);
     }
 }
 
