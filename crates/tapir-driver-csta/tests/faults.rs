@@ -223,7 +223,9 @@ async fn a_switch_that_stops_answering_keep_alives_is_declared_dead() {
         return;
     }
     let mut peer = support::controlled_peer(300).await;
-    let mut running = start(&peer, &["1500"], |c| c.keepalive_ms = 300);
+    // Two unanswered keep-alives declare the link dead: a second between them leaves the
+    // peer (a Python process) time to answer on a loaded two-core machine.
+    let mut running = start(&peer, &["1500"], |c| c.keepalive_ms = 1_000);
     until_synchronized(&mut running).await;
     // Answered keep-alives keep the link up: three of them go by without an event.
     peer.wait_until("three keep-alives", |seen| {
