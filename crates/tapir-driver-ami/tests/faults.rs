@@ -236,10 +236,12 @@ async fn a_refused_login_is_reported_and_retried() {
 async fn an_idle_link_is_pinged() {
     let peer = Peer::start(Library::recorded(), Vec::new()).await;
     let mut cfg = config(peer.port);
-    cfg.ping_interval_ms = 50;
+    // A second interval without an answer would declare the link lost: 150 ms leaves room
+    // for a loaded machine.
+    cfg.ping_interval_ms = 150;
     let mut running = Running::start(cfg);
     synchronized(&mut running).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
     let pings = peer
         .actions()
         .iter()
