@@ -548,9 +548,22 @@ impl Devices {
             command,
         );
         if sent.is_err() {
-            self.slots.remove(&created);
+            self.creation_failed(created);
         }
         sent
+    }
+
+    /// A request that was to create the server's call for `call` failed: a placeholder stays
+    /// the user's (in its local state, to be dialled again or dropped); a handle reserved for
+    /// the request goes.
+    fn creation_failed(&mut self, call: CallHandle) {
+        match self.slots.get_mut(&call) {
+            Some(slot) if slot.placeholder.is_some() => slot.pending = false,
+            Some(slot) if slot.pending => {
+                self.slots.remove(&call);
+            }
+            _ => {}
+        }
     }
 
     /// A non-directed `linePark` of `call`: where the PBX parks it is written into `buffer`
@@ -704,14 +717,7 @@ impl Devices {
                 }]
             }
             Completes::CreatesCall { request, call } => {
-                // A placeholder stays the user's (it may be dialled again or dropped).
-                match self.slots.get_mut(&call) {
-                    Some(slot) if slot.placeholder.is_some() => slot.pending = false,
-                    Some(slot) if slot.pending => {
-                        self.slots.remove(&call);
-                    }
-                    _ => {}
-                }
+                self.creation_failed(call);
                 vec![Notice::Completion {
                     request,
                     result: code,
@@ -1301,6 +1307,36 @@ mod tests {
             "a line that comes back gets a new device"
         );
         assert_eq!(devices.resume_point(), Some((13, 1)));
+    }
+
+    /// `lineMakeCall` without a number, then `lineDial` while the server is unreachable: the
+    /// dial is refused at once and the call stays in dial tone, to be dialled again.
+    #[test]
+    fn a_call_in_dial_tone_survives_a_dial_the_server_cannot_take() {
+        let (mut devices, _) = ready(Vec::new());
+        let (call, notices) = devices
+            .placeholder(Placeholder::Dialtone { line: 1 }, 0x70)
+            .unwrap();
+        assert!(matches!(
+            notices[..],
+            [Notice::CallState {
+                state: LINECALLSTATE_DIALTONE,
+                ..
+            }]
+        ));
+        devices.connection_lost();
+        devices.bind_placeholder(call);
+        let make = CommandDto::MakeCall {
+            line: 1,
+            to: "202".into(),
+        };
+        assert_eq!(
+            devices.request_creating(9, 1, call, make).map(|_| ()),
+            Err(line_err(LINEERR_OPERATIONFAILED))
+        );
+        let slot = devices.call(call).expect("the call is still there");
+        assert_eq!(slot.state(), (LINECALLSTATE_DIALTONE, 0));
+        assert!(!slot.pending, "and takes events and requests again");
     }
 
     #[test]
