@@ -236,7 +236,7 @@ impl Provider {
         let line = devices
             .line_dto(slot.line)
             .ok_or(line_err(LINEERR_INVALCALLHANDLE))?;
-        let can_conference = devices.capabilities(line).iter().any(|c| c == "conference");
+        let can_conference = structs::can(devices.capabilities(line), "conference");
         structs::call_status(buf, slot, can_conference)
     }
 
@@ -344,7 +344,7 @@ impl Provider {
         let (handle, mut notices) = {
             let mut devices = self.devices();
             let dto = devices.open_line_dto(line)?;
-            if !devices.capabilities(dto).iter().any(|c| c == "make_call") {
+            if !structs::can(devices.capabilities(dto), "make_call") {
                 return Err(line_err(LINEERR_OPERATIONUNAVAIL));
             }
             devices.placeholder(Placeholder::Dialtone { line }, tapi_call)?

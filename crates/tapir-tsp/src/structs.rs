@@ -94,7 +94,7 @@ pub unsafe fn caller_buffer<'a>(ptr: *mut u8) -> Result<&'a mut [u8], LineErr> {
 }
 
 /// Whether the line's PBX link can do `capability` (wire names, see `InstanceDto`).
-fn can(capabilities: &[String], capability: &str) -> bool {
+pub fn can(capabilities: &[String], capability: &str) -> bool {
     capabilities.iter().any(|c| c == capability)
 }
 
